@@ -1,0 +1,31 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl-3.0).
+{
+    "name": "Poland - inFakt Invoicing and KSeF",
+    "summary": "Send invoices and corrections to inFakt.pl (and KSeF) exactly once, "
+    "with PDFs back on the invoice and the sale order",
+    "version": "18.0.1.0.0",
+    "category": "Accounting/Localizations/EDI",
+    "author": "l10n_pl_infakt developers",
+    "website": "https://github.com/l10n-pl-infakt/l10n_pl_infakt",
+    "license": "LGPL-3",
+    "countries": ["pl"],
+    "depends": ["sale", "account", "mail"],
+    "external_dependencies": {"python": ["requests"]},
+    "data": [
+        "security/infakt_security.xml",
+        "security/ir.model.access.csv",
+        "data/ir_cron.xml",
+        "views/infakt_account_views.xml",
+        "views/infakt_series_views.xml",
+        "views/infakt_payment_mapping_views.xml",
+        "views/infakt_document_views.xml",
+        "views/infakt_webhook_event_views.xml",
+        "views/account_move_views.xml",
+        "views/account_tax_views.xml",
+        "views/sale_order_views.xml",
+        "views/infakt_menus.xml",
+    ],
+    "demo": [],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,622 @@
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+
+from markupsafe import Markup
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+from ..infakt_api import client as infakt_client
+from ..infakt_api import errors as infakt_errors
+
+_logger = logging.getLogger(__name__)
+
+ENVIRONMENTS = [
+    ("production", "Production (api.infakt.pl)"),
+    ("sandbox", "Sandbox (api.sandbox-infakt.pl)"),
+    ("custom", "Custom URL"),
+]
+
+# Per process memory of the write requests sent to inFakt, per (database, account):
+# inFakt counts its limits per source IP, so a process paces itself by what it sent.
+_RATE_LOCK = threading.Lock()
+_RATE_HISTORY = {}
+
+
+def _new_webhook_token():
+    return secrets.token_urlsafe(32)
+
+
+def _problems_html(problems):
+    """Render ``(field label, message)`` pairs as an HTML list (escaped), or False."""
+    if not problems:
+        return False
+    items = Markup("").join(
+        Markup("<li><strong>%s</strong>: %s</li>") % (label, message)
+        for label, message in problems
+    )
+    return Markup('<ul class="mb-0">%s</ul>') % items
+
+
+class InfaktAccount(models.Model):
+    _name = "infakt.account"
+    _description = "inFakt Account"
+    _inherit = ["mail.thread"]
+    _order = "sequence, name, id"
+    _check_company_auto = True
+
+    # --- identity -------------------------------------------------------------------------
+    name = fields.Char(required=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True, tracking=True)
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company, index=True
+    )
+    series_ids = fields.One2many("infakt.series", "account_id", string="Document Series")
+    payment_mapping_ids = fields.One2many(
+        "infakt.payment.mapping", "account_id", string="Payment Method Mapping"
+    )
+    bank_account_ids = fields.One2many(
+        "infakt.bank.account", "account_id", string="inFakt Bank Accounts"
+    )
+    document_ids = fields.One2many("infakt.document", "account_id", string="Documents")
+
+    # --- connection -----------------------------------------------------------------------
+    environment = fields.Selection(
+        ENVIRONMENTS, required=True, default="production", tracking=True
+    )
+    api_url = fields.Char(
+        string="API URL",
+        help="Base URL of the inFakt API ending in /api/v3, used with the custom environment "
+        "(for example the local inFakt simulator).",
+    )
+    api_key = fields.Char(
+        string="API Key",
+        groups="base.group_system",
+        copy=False,
+        prefetch=False,
+        help="The key made in inFakt under Settings > API. inFakt shows it only once.",
+    )
+    api_key_new = fields.Char(
+        string="New API Key",
+        compute="_compute_api_key_new",
+        inverse="_inverse_api_key_new",
+        groups="base.group_system",
+        help="Paste the API key here. Once saved it is never shown again.",
+    )
+    api_key_set = fields.Boolean(string="API Key Set", compute="_compute_api_key_set")
+    connection_state = fields.Selection(
+        [("untested", "Not tested"), ("ok", "Connected"), ("failed", "Failed")],
+        default="untested",
+        readonly=True,
+        copy=False,
+    )
+    connection_message = fields.Char(readonly=True, copy=False)
+    connection_tested_at = fields.Datetime(readonly=True, copy=False)
+
+    # --- webhook --------------------------------------------------------------------------
+    webhook_token = fields.Char(
+        default=_new_webhook_token, copy=False, readonly=True, groups="base.group_system"
+    )
+    webhook_url = fields.Char(string="Webhook URL", compute="_compute_webhook_url")
+    webhook_secret = fields.Char(
+        string="Webhook HMAC Secret",
+        groups="base.group_system",
+        copy=False,
+        prefetch=False,
+        help="The secret key for HMAC that inFakt shows in the webhook details after the "
+        "webhook is created.",
+    )
+    webhook_secret_set = fields.Boolean(compute="_compute_api_key_set")
+    webhook_verified_at = fields.Datetime(readonly=True, copy=False)
+    webhook_last_delivery_at = fields.Datetime(
+        compute="_compute_webhook_last_delivery_at", string="Last Webhook Delivery"
+    )
+    webhook_state = fields.Selection(
+        [("not_verified", "Not verified"), ("verified", "Verified")],
+        compute="_compute_webhook_state",
+    )
+
+    # --- behaviour ------------------------------------------------------------------------
+    auto_send = fields.Boolean(
+        string="Send Invoices Automatically",
+        default=True,
+        tracking=True,
+        help="Posting an invoice in one of the series queues it for inFakt. When off, "
+        "invoices are sent with the Send to inFakt button.",
+    )
+    download_pdf = fields.Boolean(
+        string="Download and Store PDFs",
+        default=True,
+        help="Download the PDF of each document from inFakt and attach it to the invoice.",
+    )
+    attach_pdf_to_order = fields.Boolean(
+        string="Attach PDFs to the Sale Order",
+        default=True,
+        help="Also attach the downloaded PDFs to the sale order of the invoice.",
+    )
+    send_to_ksef = fields.Boolean(
+        string="Send to KSeF through inFakt",
+        help="Ask inFakt to file each document with KSeF right after creating it. Needs an "
+        "active KSeF integration in inFakt.",
+    )
+    error_tag_id = fields.Many2one(
+        "crm.tag",
+        string="Error Status",
+        help="Tag put on the sale order when sending one of its documents to inFakt fails; "
+        "removed once the document reaches inFakt.",
+    )
+    bank_account_id = fields.Many2one(
+        "infakt.bank.account",
+        string="Bank Account for Transfers",
+        domain="[('account_id', '=', id)]",
+        help="The bank account (as registered and verified in inFakt) printed on invoices "
+        "paid by transfer.",
+    )
+    vat_exemption_reason = fields.Char(
+        string="Default VAT Exemption Reason",
+        help="inFakt id of the VAT exemption reason used for lines taxed 'zw' when the tax "
+        "does not give one.",
+    )
+    rate_limit_write = fields.Integer(
+        string="Write Requests per Window",
+        default=150,
+        help="inFakt allows 150 non-GET requests per 60 seconds per IP address.",
+    )
+    rate_limit_window = fields.Integer(string="Rate Limit Window (s)", default=60)
+    max_attempts = fields.Integer(
+        default=8, help="Transient failures are retried this many times before an error."
+    )
+
+    # --- status card ----------------------------------------------------------------------
+    document_to_send_count = fields.Integer(compute="_compute_document_counts")
+    document_error_count = fields.Integer(compute="_compute_document_counts")
+    document_in_doubt_count = fields.Integer(compute="_compute_document_counts")
+    document_done_count = fields.Integer(compute="_compute_document_counts")
+    config_problems = fields.Html(
+        string="Configuration Problems", compute="_compute_config_problems", sanitize=False
+    )
+    has_config_problems = fields.Boolean(compute="_compute_config_problems")
+
+    _sql_constraints = [
+        (
+            "webhook_token_uniq",
+            "unique(webhook_token)",
+            "The webhook token must be unique.",
+        ),
+        (
+            "rate_limit_positive",
+            "CHECK(rate_limit_write > 0 AND rate_limit_window > 0)",
+            "The rate limit must be positive.",
+        ),
+    ]
+
+    # ------------------------------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------------------------------
+    def _compute_api_key_new(self):
+        self.api_key_new = False
+
+    def _inverse_api_key_new(self):
+        for account in self:
+            if account.api_key_new:
+                account.sudo().write(
+                    {
+                        "api_key": account.api_key_new.strip(),
+                        "connection_state": "untested",
+                        "connection_message": False,
+                    }
+                )
+
+    def _compute_api_key_set(self):
+        for account, sudo_account in zip(self, self.sudo(), strict=True):
+            account.api_key_set = bool(sudo_account.api_key)
+            account.webhook_secret_set = bool(sudo_account.webhook_secret)
+
+    @api.depends("webhook_token")
+    def _compute_webhook_url(self):
+        base_url = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for account, sudo_account in zip(self, self.sudo(), strict=True):
+            token = sudo_account.webhook_token
+            account.webhook_url = (
+                f"{base_url.rstrip('/')}/infakt/webhook/{token}" if token and base_url else False
+            )
+
+    def _compute_webhook_last_delivery_at(self):
+        data = {}
+        if self.ids:
+            groups = (
+                self.env["infakt.webhook.event"]
+                .sudo()
+                ._read_group(
+                    [("account_id", "in", self.ids)], ["account_id"], ["received_at:max"]
+                )
+            )
+            data = {account.id: last for account, last in groups}
+        for account in self:
+            account.webhook_last_delivery_at = data.get(account.id, False)
+
+    @api.depends("webhook_verified_at")
+    def _compute_webhook_state(self):
+        for account in self:
+            account.webhook_state = "verified" if account.webhook_verified_at else "not_verified"
+
+    def _compute_document_counts(self):
+        counts = {}
+        if self.ids:
+            groups = (
+                self.env["infakt.document"]
+                .sudo()
+                ._read_group(
+                    [("account_id", "in", self.ids)], ["account_id", "state"], ["__count"]
+                )
+            )
+            for account, state, count in groups:
+                counts[(account.id, state)] = count
+        for account in self:
+            account.document_to_send_count = sum(
+                counts.get((account.id, state), 0)
+                for state in ("to_send", "sending", "processing")
+            )
+            account.document_error_count = counts.get((account.id, "error"), 0)
+            account.document_in_doubt_count = counts.get((account.id, "in_doubt"), 0)
+            account.document_done_count = counts.get((account.id, "done"), 0)
+
+    @api.depends(
+        "environment",
+        "api_url",
+        "connection_state",
+        "webhook_verified_at",
+        "series_ids.journal_id",
+        "payment_mapping_ids.infakt_payment_method",
+        "bank_account_id",
+        "company_id.vat",
+        "company_id.street",
+        "company_id.city",
+        "company_id.zip",
+    )
+    def _compute_config_problems(self):
+        for account in self:
+            problems = account._get_config_problems()
+            account.has_config_problems = bool(problems)
+            account.config_problems = _problems_html(problems)
+
+    # ------------------------------------------------------------------------------------
+    # Configuration check
+    # ------------------------------------------------------------------------------------
+    def _get_config_problems(self):
+        """Return a list of ``(field_label, message)`` telling what to fix before sending."""
+        self.ensure_one()
+        _ = self.env._
+        problems = []
+        sudo_self = self.sudo()
+        if self.environment == "custom" and not self.api_url:
+            problems.append((_("API URL"), _("Enter the API URL of the custom environment.")))
+        if not sudo_self.api_key:
+            problems.append(
+                (_("API Key"), _("Paste the API key created in inFakt (Settings > API)."))
+            )
+        elif self.connection_state == "failed":
+            problems.append(
+                (
+                    _("API Key"),
+                    _("inFakt refused the last connection test: %(message)s",
+                      message=self.connection_message or ""),
+                )
+            )
+        elif self.connection_state == "untested":
+            problems.append((_("API Key"), _("Click Test connection to check the API key.")))
+        if not self.webhook_verified_at:
+            problems.append(
+                (
+                    _("Webhook URL"),
+                    _("The webhook has never been verified: create it in inFakt with this "
+                      "URL and click Verify there."),
+                )
+            )
+        if not sudo_self.webhook_secret:
+            problems.append(
+                (
+                    _("Webhook HMAC Secret"),
+                    _("Copy the HMAC secret shown in inFakt's webhook details; without it "
+                      "webhook deliveries are refused."),
+                )
+            )
+        if not self.series_ids:
+            problems.append(
+                (_("Document Series"), _("Add at least one document series (FV or KOR)."))
+            )
+        for series in self.series_ids:
+            for label, message in series._get_series_problems():
+                problems.append((label, message))
+        if not self.payment_mapping_ids.filtered(lambda m: m._is_default()):
+            problems.append(
+                (
+                    _("Payment Method Mapping"),
+                    _("Add a default payment method (a mapping line with no provider, "
+                      "method or payment term)."),
+                )
+            )
+        needs_bank = any(
+            m.infakt_payment_method == "transfer" for m in self.payment_mapping_ids
+        )
+        if needs_bank and not self.bank_account_id:
+            problems.append(
+                (
+                    _("Bank Account for Transfers"),
+                    _("Payments by transfer need the inFakt bank account: click Refresh "
+                      "bank accounts and choose one."),
+                )
+            )
+        company = self.company_id
+        if not company.vat:
+            problems.append((_("Company"), _("Set the Tax ID (NIP) of %s.", company.name)))
+        if not (company.street and company.city and company.zip):
+            problems.append(
+                (_("Company"), _("Complete the address (street, city, ZIP) of %s.", company.name))
+            )
+        for tax in self._get_unmappable_taxes():
+            problems.append(
+                (
+                    _("Taxes"),
+                    _("Tax %(tax)s cannot be mapped to an inFakt tax symbol: set the inFakt "
+                      "Tax Symbol on the tax.", tax=tax.display_name),
+                )
+            )
+        return problems
+
+    def _get_unmappable_taxes(self):
+        self.ensure_one()
+        journals = self.series_ids.journal_id
+        if not journals:
+            return self.env["account.tax"]
+        taxes = self.env["account.tax"].search(
+            [
+                ("type_tax_use", "=", "sale"),
+                ("company_id", "=", self.company_id.id),
+                ("active", "=", True),
+            ]
+        )
+        return taxes.filtered(lambda t: not t._get_infakt_tax_symbol())
+
+    # ------------------------------------------------------------------------------------
+    # API access
+    # ------------------------------------------------------------------------------------
+    def _get_base_url(self):
+        self.ensure_one()
+        return infakt_client.base_url_for(self.environment, self.api_url)
+
+    def _get_client(self):
+        """Return an API client for this account (one ``requests.Session`` per account and
+        per call of the scheduled action)."""
+        self.ensure_one()
+        api_key = self.sudo().api_key
+        if not api_key:
+            raise UserError(self.env._("The inFakt account %s has no API key.", self.name))
+        try:
+            base_url = self._get_base_url()
+        except ValueError as error:
+            raise UserError(str(error)) from error
+        return infakt_client.InfaktClient(
+            api_key, environment=self.environment, base_url=base_url,
+            user_agent="Odoo l10n_pl_infakt",
+        )
+
+    def _describe_error(self, error):
+        """Words a person understands for an API error raised while talking to inFakt."""
+        _ = self.env._
+        if isinstance(error, infakt_errors.InfaktAuthError):
+            return _("inFakt rejected the API key (401). Create a new key in inFakt under "
+                     "Settings > API and paste it here.")
+        if isinstance(error, infakt_errors.InfaktPlanError):
+            return _("The inFakt plan of this account does not include the API (402). "
+                     "Change the plan in inFakt.")
+        if isinstance(error, infakt_errors.InfaktPermissionError):
+            return _("The API key is missing a permission (scope) or inFakt blocked the "
+                     "address (403). Create a key with the invoices read and write scopes.")
+        if isinstance(error, infakt_errors.InfaktRateLimited):
+            return _("inFakt asks to slow down (rate limit). It will be retried.")
+        if isinstance(error, infakt_errors.InfaktInDoubt):
+            return _("The answer of inFakt was lost; whether the document was created is "
+                     "being checked.")
+        if isinstance(error, infakt_errors.InfaktTransientError):
+            return _("inFakt could not be reached (%s).", error.message)
+        return error.message or str(error)
+
+    # ------------------------------------------------------------------------------------
+    # Rate limit pacing
+    # ------------------------------------------------------------------------------------
+    def _rate_key(self):
+        return (self.env.cr.dbname, self.id)
+
+    def _rate_wait_time(self):
+        """Seconds to wait before the next write request keeps us under inFakt's limit."""
+        self.ensure_one()
+        now = time.monotonic()
+        window = self.rate_limit_window
+        with _RATE_LOCK:
+            history = _RATE_HISTORY.setdefault(self._rate_key(), deque())
+            while history and history[0] <= now - window:
+                history.popleft()
+            if len(history) < self.rate_limit_write:
+                return 0.0
+            return max(0.0, history[0] + window - now)
+
+    def _rate_record(self):
+        with _RATE_LOCK:
+            _RATE_HISTORY.setdefault(self._rate_key(), deque()).append(time.monotonic())
+
+    def _rate_pause(self, seconds):
+        """After a 429: consider the whole window used from now on."""
+        now = time.monotonic()
+        with _RATE_LOCK:
+            history = _RATE_HISTORY.setdefault(self._rate_key(), deque())
+            history.clear()
+            start = now - self.rate_limit_window + seconds
+            history.extend([start] * self.rate_limit_write)
+
+    # ------------------------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------------------------
+    def action_test_connection(self):
+        self.ensure_one()
+        _ = self.env._
+        message_type = "success"
+        try:
+            client = self._get_client()
+        except UserError as error:
+            self.write(
+                {
+                    "connection_state": "failed",
+                    "connection_message": str(error),
+                    "connection_tested_at": fields.Datetime.now(),
+                }
+            )
+            return self._notify(str(error), "danger")
+        try:
+            client.test_connection()
+            message = _("Connected to inFakt.")
+            state = "ok"
+            try:
+                self._sync_bank_accounts(client)
+            except infakt_errors.InfaktError as error:
+                message = _("Connected to inFakt, but the bank accounts could not be read: %s",
+                            self._describe_error(error))
+                message_type = "warning"
+        except infakt_errors.InfaktError as error:
+            state = "failed"
+            message = self._describe_error(error)
+            message_type = "danger"
+        finally:
+            client.close()
+        self.write(
+            {
+                "connection_state": state,
+                "connection_message": message,
+                "connection_tested_at": fields.Datetime.now(),
+            }
+        )
+        return self._notify(message, message_type)
+
+    def action_refresh_bank_accounts(self):
+        self.ensure_one()
+        client = self._get_client()
+        try:
+            self._sync_bank_accounts(client)
+        except infakt_errors.InfaktError as error:
+            raise UserError(self._describe_error(error)) from error
+        finally:
+            client.close()
+        return self._notify(
+            self.env._("%s bank account(s) read from inFakt.", len(self.bank_account_ids)),
+            "success",
+        )
+
+    def _sync_bank_accounts(self, client):
+        self.ensure_one()
+        remote = client.list_bank_accounts()
+        BankAccount = self.env["infakt.bank.account"]
+        existing = {b.infakt_id: b for b in self.with_context(active_test=False).bank_account_ids}
+        seen = BankAccount
+        for entry in remote:
+            infakt_id = entry.get("id")
+            if infakt_id is None:
+                continue
+            values = {
+                "account_id": self.id,
+                "infakt_id": infakt_id,
+                "account_number": entry.get("account_number") or "",
+                "bank_name": entry.get("bank_name") or False,
+                "swift": entry.get("swift") or False,
+                "currency": entry.get("currency") or False,
+                "custom_name": entry.get("custom_name") or False,
+                "is_default": bool(entry.get("default")),
+                "active": True,
+            }
+            record = existing.get(infakt_id)
+            if record:
+                record.write(values)
+            else:
+                record = BankAccount.create(values)
+            seen |= record
+        (self.with_context(active_test=False).bank_account_ids - seen).write({"active": False})
+        if not self.bank_account_id or not self.bank_account_id.active:
+            default = seen.filtered("is_default")[:1] or seen[:1]
+            self.bank_account_id = default
+
+    def _webhook_mark_verified(self):
+        """inFakt's verification request reached us (the user clicked Verify in inFakt)."""
+        self.ensure_one()
+        self.sudo().write({"webhook_verified_at": fields.Datetime.now()})
+        self.sudo().message_post(body=self.env._("The webhook was verified by inFakt."))
+
+    def action_regenerate_webhook_token(self):
+        for account in self:
+            account.sudo().write({"webhook_token": _new_webhook_token(), "webhook_verified_at": False})
+            account.message_post(
+                body=self.env._("A new webhook URL was generated: update the webhook in inFakt.")
+            )
+
+    def action_view_documents(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "l10n_pl_infakt.infakt_document_action"
+        )
+        action["domain"] = [("account_id", "=", self.id)]
+        action["context"] = {"default_account_id": self.id}
+        state = self.env.context.get("infakt_state")
+        if state:
+            action["context"]["search_default_filter_" + state] = 1
+        return action
+
+    def action_send_pending(self):
+        """Run the sender now for this account's waiting documents."""
+        self.env["infakt.document"]._trigger_sender()
+        return self._notify(self.env._("The documents waiting will be sent in a moment."), "info")
+
+    def _notify(self, message, message_type):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": message_type,
+                "sticky": message_type == "danger",
+                "next": {"type": "ir.actions.act_window_close"}
+                if self.env.context.get("dialog")
+                else {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    # ------------------------------------------------------------------------------------
+    # ORM
+    # ------------------------------------------------------------------------------------
+    @api.constrains("environment", "api_url")
+    def _check_api_url(self):
+        for account in self:
+            if account.environment == "custom":
+                try:
+                    infakt_client.base_url_for("custom", account.api_url)
+                except ValueError as error:
+                    raise ValidationError(
+                        self.env._(
+                            "The API URL must start with http:// or https:// and end with "
+                            "/api/v3 (%s).", error
+                        )
+                    ) from error
+
+    def write(self, vals):
+        if "api_key" in vals or "environment" in vals or "api_url" in vals:
+            vals.setdefault("connection_state", "untested")
+        return super().write(vals)
+
+    def _find_by_webhook_token(self, token):
+        """Return the account a webhook token belongs to (sudo), or an empty recordset."""
+        if not token or len(token) > 128:
+            return self.browse()
+        return self.sudo().with_context(active_test=False).search(
+            [("webhook_token", "=", token)], limit=1
+        )

@@ -1,0 +1,118 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+from .infakt_account import _problems_html
+
+DOCUMENT_TYPES = [("invoice", "FV - Invoice"), ("correction", "KOR - Correction")]
+
+
+class InfaktSeries(models.Model):
+    _name = "infakt.series"
+    _description = "inFakt Document Series"
+    _order = "account_id, document_type, id"
+    _check_company_auto = True
+
+    account_id = fields.Many2one(
+        "infakt.account", required=True, ondelete="cascade", index=True, string="inFakt Account"
+    )
+    company_id = fields.Many2one(related="account_id.company_id", store=True, index=True)
+    journal_id = fields.Many2one(
+        "account.journal",
+        string="Journal",
+        check_company=True,
+        domain="[('type', '=', 'sale')]",
+        ondelete="restrict",
+        help="The sales journal whose documents of this type are sent to inFakt. The number "
+        "Odoo gives a document becomes its number in inFakt.",
+    )
+    document_type = fields.Selection(DOCUMENT_TYPES, required=True, default="invoice")
+    name = fields.Char(compute="_compute_name", store=True)
+    config_problems = fields.Html(compute="_compute_config_problems", sanitize=False)
+    has_config_problems = fields.Boolean(compute="_compute_config_problems")
+
+    _sql_constraints = [
+        (
+            "journal_document_type_uniq",
+            "unique(journal_id, document_type)",
+            "Each document series (journal and document type) can belong to only one inFakt "
+            "account.",
+        ),
+    ]
+
+    @api.depends("journal_id.code", "document_type")
+    def _compute_name(self):
+        labels = dict(DOCUMENT_TYPES)
+        for series in self:
+            label = labels.get(series.document_type, "")
+            series.name = (
+                f"{label} ({series.journal_id.code})" if series.journal_id else label
+            )
+
+    @api.depends("journal_id", "document_type", "account_id")
+    def _compute_config_problems(self):
+        for series in self:
+            problems = series._get_series_problems()
+            series.has_config_problems = bool(problems)
+            series.config_problems = _problems_html(problems)
+
+    def _get_series_problems(self):
+        self.ensure_one()
+        _ = self.env._
+        label = self.name or _("Series")
+        if not self.journal_id:
+            return [(label, _("Choose the sales journal of this series."))]
+        if self.journal_id.type != "sale":
+            return [(label, _("The journal %s is not a sales journal.", self.journal_id.name))]
+        if self.journal_id.company_id != self.account_id.company_id:
+            return [(label, _("The journal belongs to another company than the account."))]
+        return []
+
+    def _check_unique_assignment(self, pairs):
+        """Refuse a journal + type already used by another account, naming that account."""
+        for journal_id, document_type, own_ids in pairs:
+            if not journal_id:
+                continue
+            other = self.sudo().with_context(active_test=False).search(
+                [
+                    ("journal_id", "=", journal_id),
+                    ("document_type", "=", document_type),
+                    ("id", "not in", own_ids),
+                ],
+                limit=1,
+            )
+            if other:
+                raise ValidationError(
+                    self.env._(
+                        "The series %(series)s is already used by the inFakt account "
+                        "\"%(account)s\". Each document series can be assigned only once.",
+                        series=other.name,
+                        account=other.account_id.name,
+                    )
+                )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        seen = set()
+        for vals in vals_list:
+            key = (vals.get("journal_id"), vals.get("document_type", "invoice"))
+            if key[0] and key in seen:
+                raise ValidationError(
+                    self.env._("The same journal and document type are entered twice.")
+                )
+            seen.add(key)
+        self._check_unique_assignment([(j, t, []) for j, t in seen])
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "journal_id" in vals or "document_type" in vals:
+            for series in self:
+                self._check_unique_assignment(
+                    [
+                        (
+                            vals.get("journal_id", series.journal_id.id),
+                            vals.get("document_type", series.document_type),
+                            [series.id],
+                        )
+                    ]
+                )
+        return super().write(vals)
