@@ -322,7 +322,7 @@ class AccountMove(models.Model):
         return values
 
     def _infakt_lines(self):
-        return self.invoice_line_ids.filtered(lambda l: l.display_type == "product")
+        return self.invoice_line_ids.filtered(lambda line: line.display_type == "product")
 
     def _infakt_exemption_reason(self, account, exemption_reasons):
         if not exemption_reasons:
@@ -348,8 +348,7 @@ class AccountMove(models.Model):
         self.ensure_one()
         exemption_reasons = set()
         services = [
-            infakt_payload.build_service(self._infakt_line_values(line, exemption_reasons))
-            for line in self._infakt_lines()
+            self._infakt_line_values(line, exemption_reasons) for line in self._infakt_lines()
         ]
         if not services:
             raise UserError(self.env._("The invoice %s has no lines to send.", self.name))
@@ -413,10 +412,7 @@ class AccountMove(models.Model):
         for old, new in zip(before, after, strict=True):
             if old == new:
                 continue
-            pairs.append((infakt_payload.build_service(old), infakt_payload.build_service(new)))
-        extra = after[len(before):]
-        for new in extra:
-            pairs.append((None, infakt_payload.build_service(new)))
+            pairs.append((old, new))
         if not pairs:
             raise UserError(
                 self.env._("The credit note %s changes nothing on the invoice.", credit_note.name)

@@ -20,6 +20,9 @@ ENVIRONMENTS = [
     ("custom", "Custom URL"),
 ]
 
+# Seconds to wait for inFakt to connect and to answer.
+REQUEST_TIMEOUT = 30.0
+
 # Per process memory of the write requests sent to inFakt, per (database, account):
 # inFakt counts its limits per source IP, so a process paces itself by what it sent.
 _RATE_LOCK = threading.Lock()
@@ -99,7 +102,7 @@ class InfaktAccount(models.Model):
 
     # --- webhook --------------------------------------------------------------------------
     webhook_token = fields.Char(
-        default=_new_webhook_token, copy=False, readonly=True, groups="base.group_system"
+        default=lambda self: _new_webhook_token(), copy=False, readonly=True, groups="base.group_system"
     )
     webhook_url = fields.Char(string="Webhook URL", compute="_compute_webhook_url")
     webhook_secret = fields.Char(
@@ -403,6 +406,8 @@ class InfaktAccount(models.Model):
         return infakt_client.InfaktClient(
             api_key, environment=self.environment, base_url=base_url,
             user_agent="Odoo l10n_pl_infakt",
+            # One number (connect and read): Odoo's test harness only understands scalars.
+            timeout=REQUEST_TIMEOUT,
         )
 
     def _describe_error(self, error):
@@ -555,7 +560,9 @@ class InfaktAccount(models.Model):
 
     def action_regenerate_webhook_token(self):
         for account in self:
-            account.sudo().write({"webhook_token": _new_webhook_token(), "webhook_verified_at": False})
+            account.sudo().write(
+                {"webhook_token": _new_webhook_token(), "webhook_verified_at": False}
+            )
             account.message_post(
                 body=self.env._("A new webhook URL was generated: update the webhook in inFakt.")
             )

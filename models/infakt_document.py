@@ -172,7 +172,7 @@ class InfaktDocument(models.Model):
         """Commits split the sender's work into safe steps; never inside a test."""
         if modules.module.current_test or self.env.context.get("infakt_no_commit"):
             return False
-        import threading  # noqa: PLC0415
+        import threading
 
         return not getattr(threading.current_thread(), "testing", False)
 
@@ -195,7 +195,7 @@ class InfaktDocument(models.Model):
     @staticmethod
     def _backoff_seconds(attempt):
         delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
-        return delay * random.uniform(0.75, 1.25)  # noqa: S311 (jitter, not security)
+        return delay * random.uniform(0.75, 1.25)  # jitter, not security
 
     def _log(self, body):
         """A line in the history of the document (and of its invoice)."""
@@ -299,6 +299,7 @@ class InfaktDocument(models.Model):
 
     @api.model
     def _due_send_accounts(self):
+        self.env.flush_all()  # raw SQL below reads what the ORM wrote
         self.env.cr.execute(
             SQL(
                 """SELECT DISTINCT d.account_id FROM infakt_document d
@@ -312,6 +313,7 @@ class InfaktDocument(models.Model):
 
     @api.model
     def _next_due_send(self):
+        self.env.flush_all()  # raw SQL below reads what the ORM wrote
         self.env.cr.execute(
             SQL(
                 """SELECT MIN(COALESCE(d.next_attempt_at, %s)) FROM infakt_document d
@@ -326,6 +328,7 @@ class InfaktDocument(models.Model):
     def _lock_next_due(self, account):
         """Lock the next due document of the account; rows locked by another sender are
         skipped, so two senders never take the same document."""
+        self.env.flush_all()  # raw SQL below reads what the ORM wrote
         self.env.cr.execute(
             SQL(
                 """SELECT id FROM infakt_document
@@ -433,7 +436,7 @@ class InfaktDocument(models.Model):
                                  "and will be looked up in inFakt by its number."))
             self._trigger_processor(self.next_attempt_at)
         elif isinstance(error, infakt_errors.InfaktRateLimited):
-            wait = error.retry_after or max(5.0, account.rate_limit_window / 4)
+            wait = error.retry_after or min(30.0, max(1.0, account.rate_limit_window / 4))
             account._rate_pause(wait)
             self.write(
                 {
@@ -651,6 +654,7 @@ class InfaktDocument(models.Model):
 
     @api.model
     def _next_processing_time(self):
+        self.env.flush_all()  # raw SQL below reads what the ORM wrote
         self.env.cr.execute(
             """SELECT MIN(t) FROM (
                  SELECT MIN(next_poll_at) AS t FROM infakt_document

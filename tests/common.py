@@ -1,0 +1,259 @@
+import importlib.util
+import json
+import os
+import sys
+import time
+
+from odoo import Command
+from odoo.tests import tagged
+
+from odoo.addons.account.tests.common import AccountTestInvoicingCommon
+
+from ..infakt_api.webhook import compute_signature
+from ..models.infakt_account import _RATE_HISTORY
+
+TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+API_KEY = "test-key"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def load_simulator_module():
+    """The simulator is a standalone script (tools/infakt_simulator.py): load it by path."""
+    name = "l10n_pl_infakt_simulator"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(TOOLS_DIR, "infakt_simulator.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class InfaktSimulatorMixin:
+    """Runs one inFakt simulator (a real HTTP server on loopback) for a test class."""
+
+    simulator_task_delay = 0.0
+
+    @classmethod
+    def _start_simulator(cls):
+        module = load_simulator_module()
+        cls.simulator = module.InfaktSimulator(
+            port=0, api_keys=(API_KEY,), task_delay=cls.simulator_task_delay, quiet=True,
+            webhook_retry_delay=0.2,
+        ).start()
+        cls.addClassCleanup(cls.simulator.stop)
+
+    def sim_state(self):
+        return self.simulator.state()
+
+    def sim_invoices(self):
+        return self.sim_state()["invoices"]
+
+    def sim_correctives(self):
+        return self.sim_state()["corrective_invoices"]
+
+    def sim_requests(self, method=None, path_contains=None):
+        return [
+            r
+            for r in self.sim_state()["requests"]
+            if (method is None or r.get("method") == method)
+            and (path_contains is None or path_contains in r.get("path", ""))
+        ]
+
+
+@tagged("post_install", "-at_install")
+class InfaktCommon(InfaktSimulatorMixin, AccountTestInvoicingCommon):
+    """A Polish company with 23% / 8% / zw taxes, an inFakt account on the simulator with FV and
+    KOR series on the sales journal, a default transfer mapping and the bank account read from
+    inFakt, a customer and a product."""
+
+    country_code = "PL"
+    chart_template = "generic_coa"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._start_simulator()
+        env = cls.env
+        cls.company = cls.company_data["company"]
+        poland = env.ref("base.pl")
+        cls.company.write(
+            {
+                "vat": "PL5260250274",
+                "street": "ul. Prosta 20",
+                "city": "Warszawa",
+                "zip": "00-850",
+                "country_id": poland.id,
+            }
+        )
+        cls.journal = cls.company_data["default_journal_sale"]
+        tax_group = env["account.tax.group"].create(
+            {"name": "VAT PL", "company_id": cls.company.id}
+        )
+        Tax = env["account.tax"]
+        common = {"type_tax_use": "sale", "company_id": cls.company.id,
+                  "tax_group_id": tax_group.id, "amount_type": "percent"}
+        cls.tax_23 = Tax.create({**common, "name": "VAT 23%", "amount": 23.0})
+        cls.tax_8 = Tax.create({**common, "name": "VAT 8%", "amount": 8.0})
+        cls.tax_23_incl = Tax.create(
+            {**common, "name": "VAT 23% incl.", "amount": 23.0, "price_include_override":
+             "tax_included"}
+        )
+        cls.tax_zw = Tax.create(
+            {**common, "name": "VAT zw", "amount": 0.0, "infakt_tax_symbol": "zw",
+             "infakt_vat_exemption_reason": "1"}
+        )
+        # Every other sale tax of the test company gets a symbol so the configuration is clean.
+        others = Tax.search([("company_id", "=", cls.company.id), ("type_tax_use", "=", "sale"),
+                             ("id", "not in", (cls.tax_23 | cls.tax_8 | cls.tax_23_incl
+                                               | cls.tax_zw).ids)])
+        others.write({"active": False})
+        cls.error_tag = env["crm.tag"].create({"name": "inFakt error"})
+        cls.infakt_account = env["infakt.account"].create(
+            {
+                "name": "inFakt test",
+                "company_id": cls.company.id,
+                "environment": "custom",
+                "api_url": cls.simulator.base_url,
+                "api_key": API_KEY,
+                "webhook_secret": WEBHOOK_SECRET,
+                "error_tag_id": cls.error_tag.id,
+                "series_ids": [
+                    Command.create({"journal_id": cls.journal.id, "document_type": "invoice"}),
+                    Command.create({"journal_id": cls.journal.id,
+                                    "document_type": "correction"}),
+                ],
+                "payment_mapping_ids": [Command.create({"infakt_payment_method": "transfer"})],
+            }
+        )
+        cls.infakt_account.action_refresh_bank_accounts()
+        cls.partner = env["res.partner"].create(
+            {
+                "name": "Kowalski Sp. z o.o.",
+                "is_company": True,
+                "vat": "PL1234563218",
+                "street": "ul. Długa 5/3",
+                "city": "Kraków",
+                "zip": "31-147",
+                "country_id": poland.id,
+                "email": "biuro@kowalski.example",
+            }
+        )
+        cls.product = env["product.product"].create(
+            {
+                "name": "Konsultacje",
+                "type": "service",
+                "list_price": 100.0,
+                "taxes_id": [Command.set(cls.tax_23.ids)],
+                "invoice_policy": "order",
+            }
+        )
+        cls.product_8 = env["product.product"].create(
+            {
+                "name": "Książka",
+                "type": "consu",
+                "list_price": 39.99,
+                "taxes_id": [Command.set(cls.tax_8.ids)],
+                "invoice_policy": "order",
+            }
+        )
+
+    def setUp(self):
+        super().setUp()
+        self.simulator.reset(config=True)
+        # The pacing memory is per process: start each test with a fresh window.
+        _RATE_HISTORY.clear()
+
+    # --------------------------------------------------------------------------------------
+    # Odoo side helpers
+    # --------------------------------------------------------------------------------------
+    def create_order(self, lines=None, partner=None):
+        """A confirmed sale order; ``lines`` = [(product, qty, price_unit, discount, taxes)]."""
+        lines = lines or [(self.product, 2, 100.0, 0.0, self.tax_23)]
+        order = self.env["sale.order"].create(
+            {
+                "partner_id": (partner or self.partner).id,
+                "company_id": self.company.id,
+                "order_line": [
+                    Command.create(
+                        {
+                            "product_id": product.id,
+                            "product_uom_qty": qty,
+                            "price_unit": price,
+                            "discount": discount,
+                            "tax_id": [Command.set(taxes.ids)],
+                        }
+                    )
+                    for product, qty, price, discount, taxes in lines
+                ],
+            }
+        )
+        order.action_confirm()
+        return order
+
+    def invoice_order(self, order, post=True):
+        invoice = order._create_invoices()
+        invoice.journal_id = self.journal
+        if post:
+            invoice.action_post()
+        return invoice
+
+    def run_sender(self):
+        self.env["infakt.document"]._cron_send(time_budget=20)
+
+    def run_processor(self):
+        self.env["infakt.document"]._cron_process(time_budget=20)
+
+    def send_and_complete(self, moves, rounds=5):
+        """Run the sender, then the processor until the documents are no longer on their way."""
+        self.run_sender()
+        for _round in range(rounds):
+            self.simulator.flush(timeout=5)
+            self.run_processor()
+            states = set(moves.infakt_document_ids.mapped("state"))
+            if not states & {"to_send", "sending", "processing"} and not moves.filtered(
+                lambda m: m.infakt_document_id.pdf_pending
+            ):
+                break
+        return moves.infakt_document_id
+
+    def grosze(self, amount):
+        return round(amount * 100)
+
+
+class InfaktWebhookMixin:
+    """Signed webhook requests to the Odoo server under test."""
+
+    def webhook_url(self, account=None):
+        account = account or self.infakt_account
+        return f"/infakt/webhook/{account.sudo().webhook_token}"
+
+    def post_webhook(self, body, secret=WEBHOOK_SECRET, signature=None, account=None,
+                     headers=None):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        all_headers = {"Content-Type": "application/json"}
+        if signature is None and secret:
+            signature = compute_signature(secret, raw)
+        if signature:
+            all_headers["X-Infakt-Signature"] = signature
+        all_headers.update(headers or {})
+        return self.url_open(self.webhook_url(account), data=raw, headers=all_headers)
+
+    @staticmethod
+    def event(name, resource, uuid="evt-1", retry_counter=0):
+        return {
+            "event": {"uuid": uuid, "name": name, "retry_counter": retry_counter,
+                      "created_at": "2026-11-24T10:00:00.000+01:00"},
+            "resource": resource,
+        }
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05):
+    """Wait (without touching the database) until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(interval)
