@@ -2,6 +2,7 @@ import json
 import logging
 
 import psycopg2
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from odoo import http
 from odoo.exceptions import ValidationError
@@ -47,7 +48,12 @@ class InfaktWebhookController(http.Controller):
         length = httprequest.content_length
         if length is not None and length > MAX_BODY_BYTES:
             return _json_response({"error": "Payload too large."}, status=413)
-        raw_body = httprequest.stream.read(MAX_BODY_BYTES + 1)
+        # Also bounds bodies sent without a Content-Length (chunked).
+        httprequest.max_content_length = MAX_BODY_BYTES
+        try:
+            raw_body = httprequest.get_data(cache=True)
+        except RequestEntityTooLarge:
+            return _json_response({"error": "Payload too large."}, status=413)
         if len(raw_body) > MAX_BODY_BYTES:
             return _json_response({"error": "Payload too large."}, status=413)
 

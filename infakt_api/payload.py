@@ -33,8 +33,13 @@ def _drop_empty(data):
     return {key: value for key, value in data.items() if value not in _EMPTY}
 
 
+def _none(value):
+    """``None`` for Odoo's ``False`` (an empty field), the value otherwise."""
+    return None if value is False else value
+
+
 def _text(value):
-    if value is None:
+    if value is None or value is False:
         return None
     text = " ".join(str(value).split())
     return text or None
@@ -167,7 +172,7 @@ def build_buyer(partner):
     result["client_city"] = _text(partner.get("city"))
     result["client_post_code"] = _text(partner.get("post_code"))
     result["client_country"] = country
-    if partner.get("client_id"):
+    if partner.get("client_id") not in (None, False, ""):
         result["client_id"] = partner["client_id"]
     return _drop_empty(result)
 
@@ -310,6 +315,7 @@ def _payment_method(value):
 
 def _currency_fields(currency, vat_exchange_date_kind):
     currency = (_text(currency) or "PLN").upper()
+    vat_exchange_date_kind = _none(vat_exchange_date_kind) or None
     if vat_exchange_date_kind is not None and vat_exchange_date_kind not in (
         VAT_EXCHANGE_DATE_KINDS
     ):
@@ -346,6 +352,9 @@ def build_invoice(*, lines, buyer, invoice_date, sale_date=None, payment_date=No
     ``split_payment``: ``True``/``"required"`` or ``"optional"`` sets
     ``split_payment_type``.
     """
+    kind = _none(kind) or "vat"
+    status = _none(status)
+    sale_type = _none(sale_type)
     if kind not in INVOICE_KINDS:
         raise ValueError(f"kind must be one of {INVOICE_KINDS}, not {kind!r}")
     if status is not None and status not in INVOICE_STATUSES:
@@ -370,9 +379,9 @@ def build_invoice(*, lines, buyer, invoice_date, sale_date=None, payment_date=No
         "bank_name": _text(bank_name),
         "swift": _text(swift),
         "notes": _notes(notes),
-        "vat_exemption_reason": vat_exemption_reason,
-        "sale_type": sale_type,
-        "status": status,
+        "vat_exemption_reason": _none(vat_exemption_reason),
+        "sale_type": _none(sale_type),
+        "status": _none(status),
         "paid_date": format_date(paid_date),
     })
     body.update(_currency_fields(currency, vat_exchange_date_kind))
@@ -397,6 +406,7 @@ def build_corrective_invoice(*, pairs, buyer, invoice_date, corrected_invoice_nu
     corrected_number = _text(corrected_invoice_number)
     if not corrected_number:
         raise ValueError("corrected_invoice_number is required")
+    correction_reason = _none(correction_reason) or "other"
     if correction_reason not in CORRECTION_REASONS:
         raise ValueError(f"correction_reason must be one of {CORRECTION_REASONS}, "
                          f"not {correction_reason!r}")

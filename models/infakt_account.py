@@ -102,7 +102,10 @@ class InfaktAccount(models.Model):
 
     # --- webhook --------------------------------------------------------------------------
     webhook_token = fields.Char(
-        default=lambda self: _new_webhook_token(), copy=False, readonly=True, groups="base.group_system"
+        default=lambda self: _new_webhook_token(),
+        copy=False,
+        readonly=True,
+        groups="base.group_system",
     )
     webhook_url = fields.Char(string="Webhook URL", compute="_compute_webhook_url")
     webhook_secret = fields.Char(

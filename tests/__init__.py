@@ -1,1 +1,3 @@
+from . import test_configuration
 from . import test_sending
+from . import test_webhook

@@ -458,3 +458,24 @@ def test_build_corrective_invoice_rejects(kwargs):
     base.update(kwargs)
     with pytest.raises(ValueError):
         build_corrective_invoice(**base)
+
+
+def test_odoo_false_values_mean_empty():
+    buyer = build_buyer({"company_name": "ACME", "is_company": True, "nip": False,
+                         "street": False, "city": False, "post_code": False, "country": False,
+                         "first_name": False, "client_id": False})
+    assert buyer == {"client_business_activity_kind": "other_business",
+                     "client_company_name": "ACME", "client_country": "PL"}
+    service = build_service({"name": "x", "tax_symbol": "23", "unit_net_price": 1,
+                             "unit": False, "pkwiu": False, "gtu_id": False})
+    assert service == {"name": "x", "tax_symbol": "23", "quantity": "1", "unit_net_price": 100}
+    invoice = build_invoice(lines=[LINE], buyer=BUYER, invoice_date="2026-03-02",
+                            sale_date=False, payment_date=False, number=False, notes=False,
+                            payment_method="cash", bank_account=False, bank_name=False,
+                            swift=False, vat_exchange_date_kind=False, vat_exemption_reason=False,
+                            sale_type=False, status=False, paid_date=False, kind=False,
+                            split_payment=False)
+    assert False not in invoice.values()
+    assert invoice["kind"] == "vat"
+    assert "number" not in invoice
+    assert invoice["check_duplicate_number"] is True
