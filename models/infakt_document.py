@@ -656,21 +656,18 @@ class InfaktDocument(models.Model):
     def _next_processing_time(self):
         self.env.flush_all()  # raw SQL below reads what the ORM wrote
         self.env.cr.execute(
-            """SELECT MIN(t) FROM (
-                 SELECT MIN(next_poll_at) AS t FROM infakt_document
-                  WHERE state = 'processing'
-                 UNION ALL
-                 SELECT MIN(next_attempt_at) FROM infakt_document WHERE state = 'in_doubt'
-                 UNION ALL
-                 SELECT MIN(ksef_next_check_at) FROM infakt_document WHERE state = 'done'
-               ) AS due"""
+            """SELECT MIN(CASE d.state WHEN 'processing' THEN d.next_poll_at
+                                       WHEN 'in_doubt' THEN d.next_attempt_at
+                                       ELSE d.ksef_next_check_at END)
+                 FROM infakt_document d JOIN infakt_account a ON a.id = d.account_id
+                WHERE a.active AND d.state IN ('processing', 'in_doubt', 'done')"""
         )
         return self.env.cr.fetchone()[0]
 
     @api.model
     def _detect_orphans(self):
         """A document left in ``sending`` by a sender that died is in doubt."""
-        documents = self.sudo().search([("state", "=", "sending")])
+        documents = self.sudo().search([("state", "=", "sending"), ("account_id.active", "=", True)])
         for document in documents:
             if not document._advisory_lock():
                 continue  # a live sender holds it
@@ -693,7 +690,7 @@ class InfaktDocument(models.Model):
     @api.model
     def _reconcile_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now())], limit=200
+            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now()), ("account_id.active", "=", True)], limit=200
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -754,7 +751,7 @@ class InfaktDocument(models.Model):
         the last seconds are pending, keep following them within this run."""
         while time.monotonic() < deadline:
             documents = self.sudo().search(
-                [("state", "=", "processing"), ("next_poll_at", "<=", _now())],
+                [("state", "=", "processing"), ("next_poll_at", "<=", _now()), ("account_id.active", "=", True)],
                 order="next_poll_at, id",
                 limit=100,
             )
@@ -813,7 +810,7 @@ class InfaktDocument(models.Model):
     @api.model
     def _download_pdfs(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("pdf_pending", "=", True)], limit=100
+            [("state", "=", "done"), ("pdf_pending", "=", True), ("account_id.active", "=", True)], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -837,7 +834,7 @@ class InfaktDocument(models.Model):
 
     def _check_ksef_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now())], limit=100
+            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now()), ("account_id.active", "=", True)], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -874,7 +871,7 @@ class InfaktDocument(models.Model):
 
     def _check_paid_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("paid_check_pending", "=", True)], limit=100
+            [("state", "=", "done"), ("paid_check_pending", "=", True), ("account_id.active", "=", True)], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:

@@ -1,3 +1,4 @@
+from . import test_concurrency
 from . import test_configuration
 from . import test_sending
 from . import test_webhook
