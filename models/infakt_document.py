@@ -44,6 +44,8 @@ POLL_FOLLOW_SECONDS = 20
 # An in-doubt document not found in inFakt after this long is safe to send again.
 TASK_WINDOW_SECONDS = 600
 RECONCILE_INTERVAL_SECONDS = 30
+# Archived accounts are left alone: nothing more is sent, polled or downloaded for them.
+ACTIVE_ACCOUNT = ("account_id.active", "=", True)
 
 # inFakt field names (validation errors) -> what to fix in Odoo.
 FIELD_HINTS = {
@@ -667,7 +669,7 @@ class InfaktDocument(models.Model):
     @api.model
     def _detect_orphans(self):
         """A document left in ``sending`` by a sender that died is in doubt."""
-        documents = self.sudo().search([("state", "=", "sending"), ("account_id.active", "=", True)])
+        documents = self.sudo().search([("state", "=", "sending"), ACTIVE_ACCOUNT])
         for document in documents:
             if not document._advisory_lock():
                 continue  # a live sender holds it
@@ -690,7 +692,7 @@ class InfaktDocument(models.Model):
     @api.model
     def _reconcile_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now()), ("account_id.active", "=", True)], limit=200
+            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now()), ACTIVE_ACCOUNT], limit=200
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -751,7 +753,7 @@ class InfaktDocument(models.Model):
         the last seconds are pending, keep following them within this run."""
         while time.monotonic() < deadline:
             documents = self.sudo().search(
-                [("state", "=", "processing"), ("next_poll_at", "<=", _now()), ("account_id.active", "=", True)],
+                [("state", "=", "processing"), ("next_poll_at", "<=", _now()), ACTIVE_ACCOUNT],
                 order="next_poll_at, id",
                 limit=100,
             )
@@ -810,7 +812,7 @@ class InfaktDocument(models.Model):
     @api.model
     def _download_pdfs(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("pdf_pending", "=", True), ("account_id.active", "=", True)], limit=100
+            [("state", "=", "done"), ("pdf_pending", "=", True), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -834,7 +836,7 @@ class InfaktDocument(models.Model):
 
     def _check_ksef_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now()), ("account_id.active", "=", True)], limit=100
+            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now()), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -871,7 +873,7 @@ class InfaktDocument(models.Model):
 
     def _check_paid_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("paid_check_pending", "=", True), ("account_id.active", "=", True)], limit=100
+            [("state", "=", "done"), ("paid_check_pending", "=", True), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:

@@ -43,8 +43,8 @@ class TestConcurrentSenders(InfaktSimulatorMixin, TransactionCase):
             pln = env.ref("base.PLN")
             pln.active = True
             company = env["res.company"].create(
-                {"name": f"inFakt concurrency {time.time_ns()}", "vat": "PL5260250274", "street": "Prosta 1",
-                 "city": "Warszawa", "zip": "00-001", "country_id": poland.id,
+                {"name": f"inFakt concurrency {time.time_ns()}", "vat": "PL5260250274",
+                 "street": "Prosta 1", "city": "Warszawa", "zip": "00-001", "country_id": poland.id,
                  "currency_id": pln.id}
             )
             env["account.chart.template"].try_loading("generic_coa", company=company,
