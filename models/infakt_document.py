@@ -692,7 +692,8 @@ class InfaktDocument(models.Model):
     @api.model
     def _reconcile_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now()), ACTIVE_ACCOUNT], limit=200
+            [("state", "=", "in_doubt"), ("next_attempt_at", "<=", _now()), ACTIVE_ACCOUNT],
+            limit=200,
         )
         for document in documents:
             if time.monotonic() >= deadline:
@@ -836,7 +837,8 @@ class InfaktDocument(models.Model):
 
     def _check_ksef_due(self, clients, deadline):
         documents = self.sudo().search(
-            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now()), ACTIVE_ACCOUNT], limit=100
+            [("state", "=", "done"), ("ksef_next_check_at", "<=", _now()), ACTIVE_ACCOUNT],
+            limit=100,
         )
         for document in documents:
             if time.monotonic() >= deadline:
