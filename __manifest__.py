@@ -25,7 +25,4 @@
         "views/sale_order_views.xml",
         "views/infakt_menus.xml",
     ],
-    "demo": [],
-    "installable": True,
-    "application": False,
 }

@@ -156,8 +156,8 @@ def _date_param(value):
     if isinstance(value, str) and value.strip():
         try:
             return datetime.date.fromisoformat(value.strip()[:10]).isoformat()
-        except ValueError:
-            pass
+        except ValueError as error:
+            raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from error
     raise ValueError(f"not a date (YYYY-MM-DD): {value!r}")
 
 

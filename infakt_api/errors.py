@@ -231,7 +231,7 @@ def _header(headers, name):
             if str(key).lower() == lowered:
                 return val
     except AttributeError:
-        pass
+        return None  # not a mapping of headers
     return None
 
 

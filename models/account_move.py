@@ -248,13 +248,12 @@ class AccountMove(models.Model):
         return values
 
     def _infakt_line_values(self, line, exemption_reasons):
-        _ = self.env._
         taxes = line.tax_ids.filtered(lambda t: t.amount_type != "group") | line.tax_ids.filtered(
             lambda t: t.amount_type == "group"
         ).children_tax_ids
         if len(taxes) != 1:
             raise UserError(
-                _(
+                self.env._(
                     "The line \"%(line)s\" of %(invoice)s must have exactly one tax: inFakt "
                     "takes one tax rate per line.",
                     line=line.name or line.product_id.display_name,
@@ -264,7 +263,7 @@ class AccountMove(models.Model):
         symbol = taxes._get_infakt_tax_symbol()
         if not symbol:
             raise UserError(
-                _(
+                self.env._(
                     "The tax %(tax)s cannot be sent to inFakt: set its inFakt Tax Symbol "
                     "(Invoicing > Configuration > Taxes).",
                     tax=taxes.display_name,
@@ -293,7 +292,6 @@ class AccountMove(models.Model):
 
     def _infakt_common_values(self, account):
         self.ensure_one()
-        _ = self.env._
         payment_method = self._infakt_payment_method(account)
         values = {
             "buyer": infakt_payload.build_buyer(self._infakt_buyer_values()),
@@ -312,7 +310,7 @@ class AccountMove(models.Model):
             bank = account.bank_account_id
             if not bank:
                 raise UserError(
-                    _(
+                    self.env._(
                         "The invoice is paid by transfer but the inFakt account %s has no Bank "
                         "Account for Transfers: click Refresh bank accounts and choose one.",
                         account.name,
@@ -363,7 +361,6 @@ class AccountMove(models.Model):
     def _infakt_prepare_corrective_payload(self, document):
         """Credit note -> inFakt corrective invoice: before/after pairs per line."""
         self.ensure_one()
-        _ = self.env._
         account = document.account_id
         origin = self.reversed_entry_id
         origin_document = origin and origin.sudo().infakt_document_ids.filtered(
@@ -371,11 +368,11 @@ class AccountMove(models.Model):
         )[:1]
         if not origin_document:
             raise UserError(
-                _(
+                self.env._(
                     "The credit note %(name)s corrects %(origin)s, which is not in inFakt: "
                     "send the original invoice to inFakt first.",
                     name=self.name,
-                    origin=origin.name or _("no invoice"),
+                    origin=origin.name or self.env._("no invoice"),
                 )
             )
         exemption_reasons = set()

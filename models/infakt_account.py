@@ -296,44 +296,59 @@ class InfaktAccount(models.Model):
     def _get_config_problems(self):
         """Return a list of ``(field_label, message)`` telling what to fix before sending."""
         self.ensure_one()
-        _ = self.env._
         problems = []
         sudo_self = self.sudo()
         if self.environment == "custom" and not self.api_url:
-            problems.append((_("API URL"), _("Enter the API URL of the custom environment.")))
+            problems.append(
+                (
+                    self.env._("API URL"),
+                    self.env._("Enter the API URL of the custom environment."),
+                )
+            )
         if not sudo_self.api_key:
             problems.append(
-                (_("API Key"), _("Paste the API key created in inFakt (Settings > API)."))
+                (
+                    self.env._("API Key"),
+                    self.env._("Paste the API key created in inFakt (Settings > API)."),
+                )
             )
         elif self.connection_state == "failed":
             problems.append(
                 (
-                    _("API Key"),
-                    _("inFakt refused the last connection test: %(message)s",
+                    self.env._("API Key"),
+                    self.env._("inFakt refused the last connection test: %(message)s",
                       message=self.connection_message or ""),
                 )
             )
         elif self.connection_state == "untested":
-            problems.append((_("API Key"), _("Click Test connection to check the API key.")))
+            problems.append(
+                (
+                    self.env._("API Key"),
+                    self.env._("Click Test connection to check the API key."),
+                )
+            )
         if not self.webhook_verified_at:
             problems.append(
                 (
-                    _("Webhook URL"),
-                    _("The webhook has never been verified: create it in inFakt with this "
+                    self.env._("Webhook URL"),
+                    self.env._("The webhook has never been verified: create it in inFakt with this "
                       "URL and click Verify there."),
                 )
             )
         if not sudo_self.webhook_secret:
             problems.append(
                 (
-                    _("Webhook HMAC Secret"),
-                    _("Copy the HMAC secret shown in inFakt's webhook details; without it "
+                    self.env._("Webhook HMAC Secret"),
+                    self.env._("Copy the HMAC secret shown in inFakt's webhook details; without it "
                       "webhook deliveries are refused."),
                 )
             )
         if not self.series_ids:
             problems.append(
-                (_("Document Series"), _("Add at least one document series (FV or KOR)."))
+                (
+                    self.env._("Document Series"),
+                    self.env._("Add at least one document series (FV or KOR)."),
+                )
             )
         for series in self.series_ids:
             for label, message in series._get_series_problems():
@@ -341,8 +356,8 @@ class InfaktAccount(models.Model):
         if not self.payment_mapping_ids.filtered(lambda m: m._is_default()):
             problems.append(
                 (
-                    _("Payment Method Mapping"),
-                    _("Add a default payment method (a mapping line with no provider, "
+                    self.env._("Payment Method Mapping"),
+                    self.env._("Add a default payment method (a mapping line with no provider, "
                       "method or payment term)."),
                 )
             )
@@ -352,23 +367,32 @@ class InfaktAccount(models.Model):
         if needs_bank and not self.bank_account_id:
             problems.append(
                 (
-                    _("Bank Account for Transfers"),
-                    _("Payments by transfer need the inFakt bank account: click Refresh "
+                    self.env._("Bank Account for Transfers"),
+                    self.env._("Payments by transfer need the inFakt bank account: click Refresh "
                       "bank accounts and choose one."),
                 )
             )
         company = self.company_id
         if not company.vat:
-            problems.append((_("Company"), _("Set the Tax ID (NIP) of %s.", company.name)))
+            problems.append(
+                (
+                    self.env._("Company"),
+                    self.env._("Set the Tax ID (NIP) of %s.", company.name),
+                )
+            )
         if not (company.street and company.city and company.zip):
             problems.append(
-                (_("Company"), _("Complete the address (street, city, ZIP) of %s.", company.name))
+                (
+                    self.env._("Company"),
+                    self.env._("Complete the address (street, city, ZIP) of %s.", company.name),
+                )
             )
         for tax in self._get_unmappable_taxes():
             problems.append(
                 (
-                    _("Taxes"),
-                    _("Tax %(tax)s cannot be mapped to an inFakt tax symbol: set the inFakt "
+                    self.env._("Taxes"),
+                    self.env._(
+                        "Tax %(tax)s cannot be mapped to an inFakt tax symbol: set the inFakt "
                       "Tax Symbol on the tax.", tax=tax.display_name),
                 )
             )
@@ -415,23 +439,22 @@ class InfaktAccount(models.Model):
 
     def _describe_error(self, error):
         """Words a person understands for an API error raised while talking to inFakt."""
-        _ = self.env._
         if isinstance(error, infakt_errors.InfaktAuthError):
-            return _("inFakt rejected the API key (401). Create a new key in inFakt under "
+            return self.env._("inFakt rejected the API key (401). Create a new key in inFakt under "
                      "Settings > API and paste it here.")
         if isinstance(error, infakt_errors.InfaktPlanError):
-            return _("The inFakt plan of this account does not include the API (402). "
+            return self.env._("The inFakt plan of this account does not include the API (402). "
                      "Change the plan in inFakt.")
         if isinstance(error, infakt_errors.InfaktPermissionError):
-            return _("The API key is missing a permission (scope) or inFakt blocked the "
+            return self.env._("The API key is missing a permission (scope) or inFakt blocked the "
                      "address (403). Create a key with the invoices read and write scopes.")
         if isinstance(error, infakt_errors.InfaktRateLimited):
-            return _("inFakt asks to slow down (rate limit). It will be retried.")
+            return self.env._("inFakt asks to slow down (rate limit). It will be retried.")
         if isinstance(error, infakt_errors.InfaktInDoubt):
-            return _("The answer of inFakt was lost; whether the document was created is "
+            return self.env._("The answer of inFakt was lost; whether the document was created is "
                      "being checked.")
         if isinstance(error, infakt_errors.InfaktTransientError):
-            return _("inFakt could not be reached (%s).", error.message)
+            return self.env._("inFakt could not be reached (%s).", error.message)
         return error.message or str(error)
 
     # ------------------------------------------------------------------------------------
@@ -471,7 +494,6 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     def action_test_connection(self):
         self.ensure_one()
-        _ = self.env._
         message_type = "success"
         try:
             client = self._get_client()
@@ -486,12 +508,13 @@ class InfaktAccount(models.Model):
             return self._notify(str(error), "danger")
         try:
             client.test_connection()
-            message = _("Connected to inFakt.")
+            message = self.env._("Connected to inFakt.")
             state = "ok"
             try:
                 self._sync_bank_accounts(client)
             except infakt_errors.InfaktError as error:
-                message = _("Connected to inFakt, but the bank accounts could not be read: %s",
+                message = self.env._(
+                    "Connected to inFakt, but the bank accounts could not be read: %s",
                             self._describe_error(error))
                 message_type = "warning"
         except infakt_errors.InfaktError as error:

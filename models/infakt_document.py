@@ -8,12 +8,14 @@ from markupsafe import Markup
 from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 from odoo.tools import SQL
+from odoo.tools.translate import LazyTranslate
 
 from ..infakt_api import client as infakt_client
 from ..infakt_api import errors as infakt_errors
 from ..infakt_api.money import to_grosze
 
 _logger = logging.getLogger(__name__)
+_lt = LazyTranslate(__name__)
 
 STATES = [
     ("to_send", "To send"),
@@ -49,37 +51,43 @@ ACTIVE_ACCOUNT = ("account_id.active", "=", True)
 
 # inFakt field names (validation errors) -> what to fix in Odoo.
 FIELD_HINTS = {
-    "payment_method": "the payment method mapping of the inFakt account (or the payment "
-    "terms of the invoice)",
-    "bank_account": "the bank account for transfers on the inFakt account (Refresh bank "
-    "accounts, and verify the account in inFakt)",
-    "tax_symbol": "the taxes of the invoice lines (inFakt Tax Symbol on the tax)",
-    "services.tax_symbol": "the taxes of the invoice lines (inFakt Tax Symbol on the tax)",
-    "services": "the invoice lines",
-    "services.name": "the labels of the invoice lines",
-    "services.gross": "the prices and taxes of the invoice lines",
-    "value.tax_values": "the taxes of the invoice lines",
-    "vat_exemption_reason": "the VAT exemption reason (inFakt VAT Exemption Reason on the "
-    "tax, or the default on the inFakt account)",
-    "client_company_name": "the name of the customer",
-    "client_first_name": "the name of the customer",
-    "client_last_name": "the name of the customer",
-    "client_tax_code": "the Tax ID (NIP) of the customer",
-    "client_street": "the address (street) of the customer",
-    "client_city": "the address (city) of the customer",
-    "client_post_code": "the address (ZIP) of the customer",
-    "client_country": "the country of the customer",
-    "client_id": "the customer",
-    "currency": "the currency of the invoice",
-    "vat_exchange_date_kind": "the currency of the invoice",
-    "number": "the invoice number (it is already used in inFakt)",
-    "invoice_date": "the invoice date",
-    "sale_date": "the invoice date",
-    "payment_date": "the due date of the invoice",
-    "corrected_invoice_number": "the invoice this credit note reverses",
-    "corrected_invoice_uuid": "the invoice this credit note reverses",
-    "correction_reason": "the reason of the credit note",
-    "status": "the payment status in inFakt",
+    "payment_method": _lt(
+        "the payment method mapping of the inFakt account (or the payment terms "
+        "of the invoice)"
+    ),
+    "bank_account": _lt(
+        "the bank account for transfers on the inFakt account (Refresh bank "
+        "accounts, and verify the account in inFakt)"
+    ),
+    "tax_symbol": _lt("the taxes of the invoice lines (inFakt Tax Symbol on the tax)"),
+    "services.tax_symbol": _lt("the taxes of the invoice lines (inFakt Tax Symbol on the tax)"),
+    "services": _lt("the invoice lines"),
+    "services.name": _lt("the labels of the invoice lines"),
+    "services.gross": _lt("the prices and taxes of the invoice lines"),
+    "value.tax_values": _lt("the taxes of the invoice lines"),
+    "vat_exemption_reason": _lt(
+        "the VAT exemption reason (inFakt VAT Exemption Reason on the tax, or "
+        "the default on the inFakt account)"
+    ),
+    "client_company_name": _lt("the name of the customer"),
+    "client_first_name": _lt("the name of the customer"),
+    "client_last_name": _lt("the name of the customer"),
+    "client_tax_code": _lt("the Tax ID (NIP) of the customer"),
+    "client_street": _lt("the address (street) of the customer"),
+    "client_city": _lt("the address (city) of the customer"),
+    "client_post_code": _lt("the address (ZIP) of the customer"),
+    "client_country": _lt("the country of the customer"),
+    "client_id": _lt("the customer"),
+    "currency": _lt("the currency of the invoice"),
+    "vat_exchange_date_kind": _lt("the currency of the invoice"),
+    "number": _lt("the invoice number (it is already used in inFakt)"),
+    "invoice_date": _lt("the invoice date"),
+    "sale_date": _lt("the invoice date"),
+    "payment_date": _lt("the due date of the invoice"),
+    "corrected_invoice_number": _lt("the invoice this credit note reverses"),
+    "corrected_invoice_uuid": _lt("the invoice this credit note reverses"),
+    "correction_reason": _lt("the reason of the credit note"),
+    "status": _lt("the payment status in inFakt"),
 }
 
 
@@ -180,7 +188,8 @@ class InfaktDocument(models.Model):
 
     def _commit(self):
         if self._can_commit():
-            self.env.cr.commit()
+            # The sender's protocol: intent committed before the request, result after it.
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _trigger_sender(self, at=None):
@@ -206,7 +215,6 @@ class InfaktDocument(models.Model):
             document.move_id.message_post(body=body)
 
     def _humanize_field_errors(self, field_errors):
-        _ = self.env._
         lines = []
         for field, messages in (field_errors or {}).items():
             text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(
@@ -216,7 +224,10 @@ class InfaktDocument(models.Model):
             if field == "base" or not hint:
                 lines.append(f"- {text}" if field == "base" else f"- {field}: {text}")
             else:
-                lines.append("- " + _("Check %(what)s: %(message)s", what=_(hint), message=text))
+                lines.append(
+                    "- " + self.env._("Check %(what)s: %(message)s", what=self.env._(hint),
+                                      message=text)
+                )
         return "\n".join(lines)
 
     def _validation_message(self, error):

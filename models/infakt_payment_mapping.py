@@ -35,14 +35,12 @@ class InfaktPaymentMapping(models.Model):
     sequence = fields.Integer(default=10)
     payment_provider_id = fields.Many2one(
         "payment.provider",
-        string="Payment Provider",
         check_company=True,
         help="Invoices paid (or to be paid) through this provider, e.g. an online shop "
         "payment.",
     )
     payment_method_id = fields.Many2one(
         "payment.method",
-        string="Payment Method",
         help="Payment method of the transaction (card, BLIK, transfer ...).",
     )
     payment_term_id = fields.Many2one(

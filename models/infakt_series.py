@@ -18,7 +18,6 @@ class InfaktSeries(models.Model):
     company_id = fields.Many2one(related="account_id.company_id", store=True, index=True)
     journal_id = fields.Many2one(
         "account.journal",
-        string="Journal",
         check_company=True,
         domain="[('type', '=', 'sale')]",
         ondelete="restrict",
@@ -57,14 +56,15 @@ class InfaktSeries(models.Model):
 
     def _get_series_problems(self):
         self.ensure_one()
-        _ = self.env._
-        label = self.name or _("Series")
+        label = self.name or self.env._("Series")
         if not self.journal_id:
-            return [(label, _("Choose the sales journal of this series."))]
+            return [(label, self.env._("Choose the sales journal of this series."))]
         if self.journal_id.type != "sale":
-            return [(label, _("The journal %s is not a sales journal.", self.journal_id.name))]
+            return [
+                (label, self.env._("The journal %s is not a sales journal.", self.journal_id.name))
+            ]
         if self.journal_id.company_id != self.account_id.company_id:
-            return [(label, _("The journal belongs to another company than the account."))]
+            return [(label, self.env._("The journal belongs to another company than the account."))]
         return []
 
     def _check_unique_assignment(self, pairs):

@@ -34,8 +34,21 @@ if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirement
     exit 1
 fi
 
+# A copy named like the module: Odoo, pylint-odoo and pytest-odoo derive the module name from
+# the folder.
+mkdir -p "$WORK/addons/l10n_pl_infakt"
+tar -C "$ROOT" --exclude=.git --exclude=__pycache__ --exclude=.pytest_cache -cf - . \
+    | tar -C "$WORK/addons/l10n_pl_infakt" -xf -
+
 say "ruff"
 if ! "$PYTHON" -m ruff check .; then STATUS=1; fi
+
+say "pylint-odoo (.pylintrc)"
+if (cd "$WORK/addons" && "$PYTHON" -m pylint --rcfile="$ROOT/.pylintrc" l10n_pl_infakt); then
+    echo "pylint-odoo: no message."
+else
+    STATUS=1
+fi
 
 ODOO_OK=""
 if [ -n "${INFAKT_SKIP_ODOO:-}" ]; then
@@ -56,10 +69,6 @@ if [ $rc -ne 0 ]; then STATUS=1; fi
 if [ -n "$ODOO_OK" ]; then
     ODOO_ROOT="$("$PYTHON" -c 'import os, odoo; print(os.path.dirname(os.path.dirname(odoo.__file__)))')"
     ODOO_ADDONS="$("$PYTHON" -c 'import os, odoo.addons as a; print(",".join(p for p in a.__path__ if os.path.isdir(p)))')"
-    mkdir -p "$WORK/addons/l10n_pl_infakt"
-    # A copy named like the module (pytest-odoo derives the module name from the folder).
-    tar -C "$ROOT" --exclude=.git --exclude=__pycache__ --exclude=.pytest_cache -cf - . \
-        | tar -C "$WORK/addons/l10n_pl_infakt" -xf -
     ADDONS_PATH="$ODOO_ADDONS,$WORK/addons${ODOO_ADDONS_PATH:+,$ODOO_ADDONS_PATH}"
     DB_NAME="l10n_pl_infakt_test_$$"
     ODOO_BIN="$ODOO_ROOT/odoo-bin"
