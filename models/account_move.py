@@ -165,6 +165,22 @@ class AccountMove(models.Model):
         self._infakt_check_unlocked()
         return super().button_cancel()
 
+    def _infakt_sync_payment_state(self):
+        """Invoices that became paid in Odoo are marked paid in inFakt (once)."""
+        for move in self.filtered(
+            lambda m: m.move_type == "out_invoice" and m.payment_state in ("paid", "in_payment")
+        ):
+            documents = move.sudo().infakt_document_ids.filtered(
+                lambda d: d.document_type == "invoice" and d.state != "cancelled"
+            )
+            if not documents:
+                continue
+            partials = move.line_ids.matched_credit_ids
+            paid_date = max(partials.mapped("max_date"), default=False) or \
+                fields.Date.context_today(move)
+            paid_date = max(paid_date, move.invoice_date or paid_date)
+            documents._queue_mark_paid(paid_date)
+
     # ------------------------------------------------------------------------------------
     # Actions
     # ------------------------------------------------------------------------------------

@@ -160,6 +160,13 @@ class InfaktDocument(models.Model):
     ksef_check_count = fields.Integer(readonly=True, copy=False)
     infakt_paid_date = fields.Date(string="Paid in inFakt", readonly=True, copy=False)
     paid_check_pending = fields.Boolean(readonly=True, copy=False)
+    paid_sync_state = fields.Selection(
+        [("none", "Not paid"), ("to_send", "To send"), ("processing", "Processing"),
+         ("done", "Marked paid"), ("error", "Error")],
+        string="Payment in inFakt", default="none", required=True, readonly=True, copy=False,
+    )
+    paid_date_sent = fields.Date(readonly=True, copy=False)
+    paid_task_reference = fields.Char(readonly=True, copy=False)
 
     # ------------------------------------------------------------------------------------
     # Computes
@@ -586,6 +593,8 @@ class InfaktDocument(models.Model):
             if document.amount_mismatch:
                 document._log(document.amount_mismatch_message)
         self._update_sale_orders()
+        # Paid in Odoo before inFakt had it: tell inFakt now.
+        self.move_id._infakt_sync_payment_state()
 
     def _task_failed(self, task):
         self.ensure_one()
@@ -653,6 +662,7 @@ class InfaktDocument(models.Model):
             self._download_pdfs(clients, deadline)
             self._check_ksef_due(clients, deadline)
             self._check_paid_due(clients, deadline)
+            self._send_paid_due(clients, deadline)
         finally:
             for client in clients.values():
                 client.close()
@@ -910,6 +920,65 @@ class InfaktDocument(models.Model):
                 document._log(self.env._("inFakt recorded the payment on %s.",
                                          remote["paid_date"]))
             self._commit()
+
+    def _queue_mark_paid(self, paid_date):
+        """Odoo says the invoice is paid: tell inFakt once (async mark-paid)."""
+        for document in self.filtered(lambda d: d.paid_sync_state in ("none", "error")):
+            if document.document_type != "invoice" or document.infakt_paid_date:
+                continue
+            document.write({"paid_sync_state": "to_send", "paid_date_sent": paid_date})
+        self._trigger_processor()
+
+    def _send_paid_due(self, clients, deadline):
+        documents = self.sudo().search(
+            [("state", "=", "done"), ("paid_sync_state", "in", ("to_send", "processing")),
+             ACTIVE_ACCOUNT],
+            limit=100,
+        )
+        for document in documents:
+            if time.monotonic() >= deadline:
+                break
+            client = self._client_for(clients, document.account_id)
+            if document.paid_sync_state == "to_send":
+                document._send_mark_paid(client)
+            if document.paid_sync_state == "processing":
+                document._poll_mark_paid(client)
+            self._commit()
+
+    def _send_mark_paid(self, client):
+        self.ensure_one()
+        self.account_id._rate_record()
+        try:
+            envelope = client.mark_paid(self.infakt_uuid, self.paid_date_sent)
+        except infakt_errors.InfaktError as error:
+            if error.retryable or isinstance(error, infakt_errors.InfaktInDoubt):
+                # Marking paid twice is refused by inFakt ("already paid"): safe to retry.
+                return
+            self._mark_paid_failed(error.field_errors, error.message)
+            return
+        task = infakt_client.parse_task(envelope)
+        self.write({"paid_sync_state": "processing", "paid_task_reference": task.reference})
+
+    def _poll_mark_paid(self, client):
+        self.ensure_one()
+        try:
+            task = client.task_status(self.paid_task_reference)
+        except infakt_errors.InfaktNotFound:
+            self.write({"paid_sync_state": "to_send"})
+            return
+        except infakt_errors.InfaktError:
+            return
+        already_paid = "status" in (task.errors or {})
+        if task.done or already_paid:
+            self.write({"paid_sync_state": "done", "infakt_paid_date": self.paid_date_sent})
+            self._log(self.env._("Marked paid in inFakt on %s.", self.paid_date_sent))
+        elif task.failed:
+            self._mark_paid_failed(task.errors, task.description)
+
+    def _mark_paid_failed(self, field_errors, message):
+        self.write({"paid_sync_state": "error"})
+        details = self._humanize_field_errors(field_errors) or message or ""
+        self._log(self.env._("inFakt refused to mark the invoice paid: %s", details))
 
     def _on_webhook_event(self, event):
         """Nudge this document for a webhook event. Returns False for ignored events."""
