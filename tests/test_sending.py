@@ -250,3 +250,14 @@ class TestSending(InfaktCommon):
         self.assertGreater(document.next_poll_at, first)
         self.assertEqual(document.poll_count, 2)
         self.assertEqual(document.state, "processing")
+
+    def test_sale_order_filters(self):
+        order = self.create_order()
+        invoice = self.invoice_order(order)
+        SaleOrder = self.env["sale.order"]
+        self.assertIn(order, SaleOrder.search(
+            [("invoice_ids.infakt_state", "in", ("to_send", "sending", "processing"))]))
+        self.send_and_complete(invoice)
+        self.assertIn(order, SaleOrder.search([("infakt_state", "=", "ok")]))
+        self.assertNotIn(order, SaleOrder.search(
+            [("invoice_ids.infakt_state", "in", ("to_send", "sending", "processing"))]))
