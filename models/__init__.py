@@ -6,5 +6,6 @@ from . import infakt_payment_mapping
 from . import infakt_document
 from . import infakt_webhook_event
 from . import account_move
+from . import account_move_send
 from . import account_partial_reconcile
 from . import sale_order

@@ -104,6 +104,15 @@ class AccountMove(models.Model):
             )
         )
 
+    def _infakt_files_ksef(self):
+        """True when this document goes (or went) to KSeF through inFakt."""
+        self.ensure_one()
+        document = self.sudo()._infakt_current_document()
+        if document and document.state != "cancelled":
+            return document.ksef_state != "none" or document.account_id.send_to_ksef
+        series = self._infakt_find_series()
+        return bool(series and series.account_id.send_to_ksef)
+
     def _infakt_sale_orders(self):
         return self.sudo().line_ids.sale_line_ids.order_id
 

@@ -172,3 +172,26 @@ class TestCorrectionsKsefPayments(InfaktCommon):
         self.assertEqual(fields.Date.to_string(document.infakt_paid_date),
                          str(invoice.invoice_date))
         self.assertEqual(invoice.infakt_paid_date, document.infakt_paid_date)
+
+    def test_odoo_own_ksef_sending_is_disabled_for_infakt_ksef(self):
+        """l10n_pl_edi offers 'pl_ksef' in Send & Print; an invoice filed through inFakt must
+        never be sent that way too."""
+        self.infakt_account.send_to_ksef = True
+        invoice = self.invoice_order(self.create_order())
+        other_journal = self.journal.copy({"name": "Not in inFakt", "code": "NOINF"})
+        outside = self.create_order()._create_invoices()
+        outside.journal_id = other_journal
+        outside.action_post()
+        sender = self.env["account.move.send"]
+        edis = sender._infakt_filter_ksef_edis(
+            {"pl_ksef": {"label": "by KSeF", "is_applicable": lambda move: True}}
+        )
+        self.assertFalse(edis["pl_ksef"]["is_applicable"](invoice))
+        self.assertTrue(edis["pl_ksef"]["is_applicable"](outside))
+        # Even when it was ticked, it is dropped before the web services are called.
+        invoices_data = {invoice: {"extra_edis": ["pl_ksef"]}, outside: {"extra_edis": ["pl_ksef"]}}
+        sender._call_web_service_before_invoice_pdf_render(invoices_data)
+        self.assertEqual(invoices_data[invoice]["extra_edis"], [])
+        self.assertEqual(invoices_data[outside]["extra_edis"], ["pl_ksef"])
+        self.infakt_account.send_to_ksef = False
+        self.assertTrue(edis["pl_ksef"]["is_applicable"](invoice))
