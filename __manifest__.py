@@ -25,4 +25,9 @@
         "views/sale_order_views.xml",
         "views/infakt_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "l10n_pl_infakt/static/tests/tours/**/*",
+        ],
+    },
 }
