@@ -3,6 +3,7 @@ import random
 import time
 from datetime import timedelta
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import api, fields, models, modules
@@ -374,9 +375,15 @@ class InfaktDocument(models.Model):
         return self.env.cr.fetchone()[0]
 
     def _advisory_unlock(self):
-        self.env.cr.execute(
-            SQL("SELECT pg_advisory_unlock(%s, %s)", ADVISORY_LOCK_NAMESPACE, self.id)
-        )
+        query = SQL("SELECT pg_advisory_unlock(%s, %s)", ADVISORY_LOCK_NAMESPACE, self.id)
+        try:
+            with self.env.cr.savepoint(flush=False):
+                self.env.cr.execute(query)
+        except psycopg2.Error:
+            # The transaction failed meanwhile: the lock belongs to the connection, which
+            # goes back to the pool; roll back and release it so no orphan stays hidden.
+            self.env.cr.rollback()
+            self.env.cr.execute(query)
 
     def _send(self, client):
         """Send one locked ``to_send`` document."""

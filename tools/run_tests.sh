@@ -84,32 +84,35 @@ http_interface = 127.0.0.1
 list_db = False
 CONF
 
+    # install DB LOG [odoo options...]: a fresh database with the module; fails on any warning
+    # or error of the install log (the database names contain "infakt", so every line of the
+    # log mentioning them counts).
+    install() {
+        local db="$1" log="$2"
+        shift 2
+        dropdb --if-exists "$db" >/dev/null 2>&1
+        if "$PYTHON" "$ODOO_BIN" -c "$CONF" -d "$db" -i l10n_pl_infakt --stop-after-init \
+                --http-port=0 --log-level=warn "$@" > "$log" 2>&1 \
+            && ! grep -E "(WARNING|ERROR|CRITICAL).*(l10n_pl_infakt|infakt)" "$log"; then
+            echo "Installed without warnings."
+        else
+            echo "Installation failed or logged warnings from the module:" >&2
+            tail -n 40 "$log" >&2
+            STATUS=1
+        fi
+    }
+
     say "Installing l10n_pl_infakt into a fresh database without demo data ($DB_NAME)"
-    dropdb --if-exists "$DB_NAME" >/dev/null 2>&1
-    "$PYTHON" "$ODOO_BIN" -c "$CONF" -d "$DB_NAME" -i l10n_pl_infakt --without-demo=all \
-        --stop-after-init --http-port=0 --log-level=warn > "$WORK/install.log" 2>&1
-    rc=$?
-    if [ $rc -ne 0 ] || grep -E "(WARNING|ERROR|CRITICAL).*(l10n_pl_infakt|infakt)" "$WORK/install.log"; then
-        echo "Installation failed or logged warnings from the module:" >&2
-        tail -n 40 "$WORK/install.log" >&2
-        STATUS=1
-    else
-        echo "Installed without warnings."
-    fi
+    install "$DB_NAME" "$WORK/install.log" --without-demo=all
 
     if [ -z "${INFAKT_SKIP_DEMO_INSTALL:-}" ]; then
         say "Installing l10n_pl_infakt into a fresh database with demo data (${DB_NAME}_demo)"
-        "$PYTHON" "$ODOO_BIN" -c "$CONF" -d "${DB_NAME}_demo" -i l10n_pl_infakt \
-            --stop-after-init --http-port=0 --log-level=warn > "$WORK/install_demo.log" 2>&1
-        rc=$?
-        if [ $rc -ne 0 ] || grep -E "(WARNING|ERROR|CRITICAL).*(l10n_pl_infakt|infakt)" "$WORK/install_demo.log"; then
-            echo "Installation with demo data failed or logged warnings from the module:" >&2
-            tail -n 40 "$WORK/install_demo.log" >&2
-            STATUS=1
-        else
-            echo "Installed with demo data without warnings."
-        fi
+        install "${DB_NAME}_demo" "$WORK/install_demo.log"
         dropdb --if-exists "${DB_NAME}_demo" >/dev/null 2>&1
+    fi
+
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        echo "Note: no Chromium on this machine: Odoo skips the browser tours (apt-get install chromium)."
     fi
 
     say "Odoo tests (pytest-odoo, database $DB_NAME)"
