@@ -45,7 +45,9 @@ class AccountMove(models.Model):
     )
     infakt_amount_mismatch = fields.Boolean(related="infakt_document_id.amount_mismatch")
     infakt_paid_date = fields.Date(related="infakt_document_id.infakt_paid_date")
-    infakt_can_send = fields.Boolean(compute="_compute_infakt_can_send")
+    infakt_can_send = fields.Boolean(
+        string="Can Be Sent to inFakt", compute="_compute_infakt_can_send"
+    )
 
     @api.depends("infakt_document_ids.state")
     def _compute_infakt_document(self):
@@ -397,7 +399,7 @@ class AccountMove(models.Model):
                     "The credit note %(name)s corrects %(origin)s, which is not in inFakt: "
                     "send the original invoice to inFakt first.",
                     name=self.name,
-                    origin=origin.name or self.env._("no invoice"),
+                    origin=origin.name or self.env._("an invoice unknown to Odoo"),
                 )
             )
         exemption_reasons = set()

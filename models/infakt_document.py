@@ -149,7 +149,7 @@ class InfaktDocument(models.Model):
         readonly=True, copy=False, currency_field="currency_id", string="inFakt Total"
     )
     currency_id = fields.Many2one(related="move_id.currency_id")
-    pdf_pending = fields.Boolean(readonly=True, copy=False)
+    pdf_pending = fields.Boolean(string="PDF to Download", readonly=True, copy=False)
     pdf_attachment_id = fields.Many2one("ir.attachment", readonly=True, copy=False,
                                         string="PDF")
     ksef_state = fields.Selection(
@@ -157,10 +157,14 @@ class InfaktDocument(models.Model):
         string="KSeF State",
     )
     ksef_number = fields.Char(string="KSeF Number", readonly=True, copy=False, tracking=True)
-    ksef_next_check_at = fields.Datetime(readonly=True, copy=False, index=True)
-    ksef_check_count = fields.Integer(readonly=True, copy=False)
+    ksef_next_check_at = fields.Datetime(
+        string="Next KSeF Check", readonly=True, copy=False, index=True
+    )
+    ksef_check_count = fields.Integer(string="KSeF Checks", readonly=True, copy=False)
     infakt_paid_date = fields.Date(string="Paid in inFakt", readonly=True, copy=False)
-    paid_check_pending = fields.Boolean(readonly=True, copy=False)
+    paid_check_pending = fields.Boolean(
+        string="Payment to Read from inFakt", readonly=True, copy=False
+    )
     paid_sync_state = fields.Selection(
         [("none", "Not paid"), ("to_send", "To send"), ("processing", "Processing"),
          ("done", "Marked paid"), ("error", "Error")],

@@ -26,7 +26,9 @@ class InfaktSeries(models.Model):
     )
     document_type = fields.Selection(DOCUMENT_TYPES, required=True, default="invoice")
     name = fields.Char(compute="_compute_name", store=True)
-    config_problems = fields.Html(compute="_compute_config_problems", sanitize=False)
+    config_problems = fields.Html(
+        string="Configuration Problems", compute="_compute_config_problems", sanitize=False
+    )
     has_config_problems = fields.Boolean(compute="_compute_config_problems")
 
     _sql_constraints = [

@@ -6,13 +6,15 @@ class SaleOrder(models.Model):
 
     infakt_state = fields.Selection(
         [("ok", "Sent to inFakt"), ("error", "inFakt error")],
-        string="inFakt Status",
+        string="inFakt State",
         readonly=True,
         copy=False,
         index=True,
         help="Error: one of the invoices of this order could not be sent to inFakt.",
     )
-    infakt_document_count = fields.Integer(compute="_compute_infakt_document_count")
+    infakt_document_count = fields.Integer(
+        string="inFakt Documents", compute="_compute_infakt_document_count"
+    )
     infakt_invoice_attachment_ids = fields.Many2many(
         "ir.attachment",
         "sale_order_infakt_invoice_pdf_rel",
