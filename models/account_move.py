@@ -43,6 +43,10 @@ class AccountMove(models.Model):
     infakt_pdf_attachment_id = fields.Many2one(
         related="infakt_document_id.pdf_attachment_id", string="inFakt PDF"
     )
+    infakt_pdf = fields.Binary(
+        string="inFakt PDF File", related="infakt_document_id.pdf_attachment_id.datas"
+    )
+    infakt_pdf_name = fields.Char(related="infakt_document_id.pdf_attachment_id.name")
     infakt_amount_mismatch = fields.Boolean(related="infakt_document_id.amount_mismatch")
     infakt_paid_date = fields.Date(related="infakt_document_id.infakt_paid_date")
     infakt_can_send = fields.Boolean(
