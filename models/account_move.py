@@ -97,18 +97,10 @@ class AccountMove(models.Model):
         document_type = self._infakt_document_type()
         if not document_type or not self.journal_id:
             return self.env["infakt.series"]
-        return (
-            self.env["infakt.series"]
-            .sudo()
-            .search(
-                [
-                    ("journal_id", "=", self.journal_id.id),
-                    ("document_type", "=", document_type),
-                    ("account_id.active", "=", True),
-                ],
-                limit=1,
-            )
+        series_by_key = self.env["infakt.series"].sudo()._series_by_journal_and_type(
+            self.journal_id
         )
+        return series_by_key.get((self.journal_id.id, document_type), self.env["infakt.series"])
 
     def _infakt_files_ksef(self):
         """True when this document goes (or went) to KSeF through inFakt."""

@@ -257,9 +257,12 @@ class InfaktDocument(models.Model):
         account (only accounts with automatic sending unless ``force``). No HTTP here."""
         documents = self.browse()
         vals_list = []
+        series_by_key = self.env["infakt.series"].sudo()._series_by_journal_and_type(
+            moves.journal_id
+        )
         for move in moves:
-            series = move._infakt_find_series()
-            if not series or not series.account_id.active:
+            series = series_by_key.get((move.journal_id.id, move._infakt_document_type()))
+            if not series:
                 continue
             if not force and not series.account_id.auto_send:
                 continue

@@ -69,6 +69,13 @@ class InfaktSeries(models.Model):
             return [(label, self.env._("The journal belongs to another company than the account."))]
         return []
 
+    def _series_by_journal_and_type(self, journals):
+        """{(journal id, document type): series} of active accounts, in one query."""
+        series = self.search(
+            [("journal_id", "in", journals.ids), ("account_id.active", "=", True)]
+        )
+        return {(s.journal_id.id, s.document_type): s for s in series}
+
     def _check_unique_assignment(self, pairs):
         """Refuse a journal + type already used by another account, naming that account."""
         for journal_id, document_type, own_ids in pairs:
