@@ -213,10 +213,12 @@ def build_service(line):
     Keys: ``name`` (required, cut to 256 characters), ``quantity`` (default 1), ``unit``,
     ``tax_symbol`` (required), ``price_mode`` (``"net"`` default or ``"gross"``),
     ``unit_net_price`` (major units, after discount), ``net_price`` (line net total,
-    optional), ``gross_price`` (line gross total, gross mode), ``pkwiu``, ``gtu_id``.
+    optional), ``gross_price`` (line gross total, gross mode), ``pkwiu``, ``gtu_id``,
+    ``discount`` (percent) with ``unit_net_price_before_discount`` (major units), net mode.
 
-    Net mode sends ``unit_net_price`` (and ``net_price`` when given) in grosze; gross mode
-    sends only ``gross_price`` (inFakt prices from gross only when no net field is sent).
+    Net mode sends ``unit_net_price`` (and ``net_price`` when given) in grosze, and the
+    discount for the document to show it; gross mode sends only ``gross_price`` (inFakt
+    prices from gross only when no net field is sent).
     """
     line = dict(line or {})
     name = _text(line.get("name"))
@@ -236,6 +238,15 @@ def build_service(line):
         service["unit_net_price"] = to_grosze(line["unit_net_price"])
         if line.get("net_price") not in (None, ""):
             service["net_price"] = to_grosze(line["net_price"])
+        discount = line.get("discount")
+        if discount not in (None, "", False) and to_decimal(discount) != 0:
+            if not 0 < to_decimal(discount) <= 100:
+                raise ValueError(f"discount must be a percentage (line {name!r})")
+            service["discount"] = format_quantity(discount)
+            if line.get("unit_net_price_before_discount") not in (None, "", False):
+                service["unit_net_price_before_discount"] = to_grosze(
+                    line["unit_net_price_before_discount"]
+                )
     elif mode == "gross":
         if line.get("gross_price") in (None, ""):
             raise ValueError(f"gross_price is required in gross mode (line {name!r})")

@@ -311,6 +311,13 @@ class AccountMove(models.Model):
             values.update(
                 {"price_mode": "net", "unit_net_price": unit, "net_price": subtotal}
             )
+            if line.discount:
+                values.update(
+                    {
+                        "discount": _decimal(line.discount),
+                        "unit_net_price_before_discount": _decimal(line.price_unit),
+                    }
+                )
         return values
 
     def _infakt_common_values(self, account):

@@ -410,7 +410,16 @@ class InfaktAccount(models.Model):
                 ("active", "=", True),
             ]
         )
-        return taxes.filtered(lambda t: not t._get_infakt_tax_symbol())
+        unmappable = taxes.filtered(lambda t: not t._get_infakt_tax_symbol())
+        if not unmappable:
+            return unmappable
+        # Only the taxes that can reach an invoice: the company's default sale tax and the
+        # taxes of products (an unused tax of the chart of accounts is no problem).
+        used = self.company_id.account_sale_tax_id
+        used |= self.env["product.template"].sudo().search(
+            [("taxes_id", "in", unmappable.ids)]
+        ).taxes_id
+        return unmappable & used
 
     # ------------------------------------------------------------------------------------
     # API access

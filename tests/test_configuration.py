@@ -74,6 +74,9 @@ class TestConfiguration(InfaktCommon):
         account = self.infakt_account
         account.bank_account_id = False
         messages = " ".join(message for _label, message in account._get_config_problems())
+        self.assertNotIn(tax_15.name, messages, "a tax no product uses is no problem")
+        self.product.taxes_id |= tax_15
+        messages = " ".join(message for _label, message in account._get_config_problems())
         self.assertIn(tax_15.name, messages)
         self.assertIn("Refresh bank accounts", messages)
         tax_15.infakt_tax_symbol = "23"

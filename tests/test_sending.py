@@ -51,6 +51,9 @@ class TestSending(InfaktCommon):
         self.assertEqual(remote["tax_price"], self.grosze(invoice.amount_tax))
         self.assertEqual(remote["gross_price"], self.grosze(invoice.amount_total))
         self.assertFalse(document.amount_mismatch)
+        discounted = next(s for s in remote["services"] if s["name"] == self.product_8.name)
+        self.assertEqual(float(discounted["discount"]), 10.0)
+        self.assertEqual(discounted["unit_net_price_before_discount"], 3999)
         # PDF on the invoice and on the order, invoice PDFs apart from corrections.
         self.assertTrue(document.pdf_attachment_id)
         self.assertEqual(document.pdf_attachment_id.res_model, "account.move")

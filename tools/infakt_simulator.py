@@ -1627,7 +1627,11 @@ class InfaktSimulator:
             "unit": raw.get("unit") or "szt.",
             "quantity": float(quantity),
             "unit_net_price": unit_net,
-            "unit_net_price_before_discount": unit_net,
+            "unit_net_price_before_discount": (
+                raw["unit_net_price_before_discount"]
+                if isinstance(raw.get("unit_net_price_before_discount"), int)
+                else unit_net
+            ),
             "discount": _dec_str(discount),
             "net_price": net,
             "tax_price": tax,

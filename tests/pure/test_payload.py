@@ -479,3 +479,24 @@ def test_odoo_false_values_mean_empty():
     assert invoice["kind"] == "vat"
     assert "number" not in invoice
     assert invoice["check_duplicate_number"] is True
+
+
+def test_net_line_with_discount_shows_it():
+    service = build_service({
+        "name": "Konsultacje", "quantity": "12", "tax_symbol": "23",
+        "unit_net_price": "225.00", "net_price": "2700.00",
+        "discount": "10", "unit_net_price_before_discount": "250.00",
+    })
+    assert service["discount"] == "10"
+    assert service["unit_net_price_before_discount"] == 25000
+    assert service["unit_net_price"] == 22500
+    assert service["net_price"] == 270000
+
+
+def test_zero_discount_is_not_sent_and_bad_discount_refused():
+    service = build_service({"name": "x", "quantity": 1, "tax_symbol": "23",
+                             "unit_net_price": "10", "discount": 0})
+    assert "discount" not in service
+    with pytest.raises(ValueError):
+        build_service({"name": "x", "quantity": 1, "tax_symbol": "23",
+                       "unit_net_price": "10", "discount": "150"})
