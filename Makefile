@@ -1,7 +1,13 @@
-.PHONY: test demo simulator bench lint
+.PHONY: test demo demo-stop simulator bench lint
 
 test:  ## lint + pure tests + Odoo tests (when Odoo 18 is importable)
 	tools/run_tests.sh
+
+demo:  ## simulator + Odoo on 127.0.0.1 with a configured demo database (Ctrl+C stops)
+	python3 tools/demo.py
+
+demo-stop:  ## stop a demo started with `python3 tools/demo.py --detach`
+	python3 tools/demo.py --stop
 
 lint:
 	python3 -m ruff check .
