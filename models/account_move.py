@@ -85,6 +85,13 @@ class AccountMove(models.Model):
                 and move._infakt_find_series()
             )
 
+    @api.depends("infakt_state")
+    def _compute_show_reset_to_draft_button(self):
+        # EXTENDS 'account': an invoice that exists in inFakt is corrected by a credit note.
+        super()._compute_show_reset_to_draft_button()
+        for move in self.filtered(lambda m: m.infakt_state in LOCKING_STATES):
+            move.show_reset_to_draft_button = False
+
     # ------------------------------------------------------------------------------------
     # Links
     # ------------------------------------------------------------------------------------
@@ -509,7 +516,8 @@ class AccountMove(models.Model):
             }
         )
         document.pdf_attachment_id = attachment
-        self.message_post(
+        # no_new_invoice: the PDF must not be read back as an invoice to import.
+        self.with_context(no_new_invoice=True).message_post(
             body=self.env._("PDF downloaded from inFakt."), attachment_ids=attachment.ids
         )
         if document.account_id.attach_pdf_to_order:

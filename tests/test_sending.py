@@ -104,7 +104,14 @@ class TestSending(InfaktCommon):
 
     def test_reset_to_draft_refused_once_in_infakt(self):
         invoice = self.invoice_order(self.create_order())
+        self.assertTrue(invoice.show_reset_to_draft_button)
         self.send_and_complete(invoice)
+        self.assertFalse(invoice.show_reset_to_draft_button)
+        self.assertFalse(
+            invoice.message_ids.filtered(lambda m: "not updated from the attachment" in
+                                         (m.body or "")),
+            "the inFakt PDF is not taken for an invoice to import",
+        )
         with self.assertRaisesRegex(UserError, "credit note"):
             invoice.button_draft()
         with self.assertRaisesRegex(UserError, "credit note"):
