@@ -40,6 +40,11 @@ class InfaktWebhookController(http.Controller):
         authentic event (also the ones we ignore) is answered 200 so that inFakt does not
         disable the webhook.
         """
+        if request.httprequest.method != "POST":
+            # Odoo adds OPTIONS to every route; this endpoint takes POST only.
+            response = _json_response({"error": "Method not allowed."}, status=405)
+            response.headers["Allow"] = "POST"
+            return response
         account = request.env["infakt.account"]._find_by_webhook_token(token)
         if not account or not account.active:
             return _json_response({"error": "Unknown webhook."}, status=404)
@@ -90,6 +95,14 @@ class InfaktWebhookController(http.Controller):
                     Event.create(Event._values_from_event(account, event))
             except (psycopg2.IntegrityError, ValidationError):
                 duplicate = True  # the same event delivered twice at the same time
+            except (psycopg2.DataError, ValueError, UnicodeError):
+                # Authentic but unstorable: answer 2xx anyway, or inFakt would retry it and
+                # finally disable the webhook.
+                _logger.warning(
+                    "inFakt webhook for account %s: event %r could not be stored, ignored",
+                    account.id, event.name[:64],
+                )
+                return _json_response({"status": "ignored"})
             else:
                 request.env["infakt.document"]._trigger_processor()
         return _json_response({"status": "duplicate" if duplicate else "accepted"})

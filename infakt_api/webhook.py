@@ -180,6 +180,27 @@ class WebhookEvent:
         return normalize_errors(self.resource)
 
 
+# Largest value a PostgreSQL integer column holds.
+MAX_RETRY_COUNTER = 2**31 - 1
+
+
+def clean_text(value):
+    """``value`` without NUL characters and lone surrogates (which no database or UTF-8
+    encoder accepts); other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "")
+    return value.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(value) else value
+
+
+def _has_surrogates(value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _required_str(data, key, where):
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -188,6 +209,8 @@ def _required_str(data, key, where):
         raise WebhookPayloadError(
             f"webhook {where}.{key} is longer than {MAX_NAME_LENGTH} characters"
         )
+    if "\x00" in value or _has_surrogates(value):
+        raise WebhookPayloadError(f"webhook {where}.{key} holds characters that are not text")
     return value.strip()
 
 
@@ -210,14 +233,14 @@ def parse_event(data):
     except (TypeError, ValueError):
         raise WebhookPayloadError("webhook event.retry_counter must be an integer") from None
     created_at = event.get("created_at")
-    created_at = "" if created_at is None else str(created_at)[:MAX_NAME_LENGTH]
+    created_at = "" if created_at is None else clean_text(str(created_at))[:MAX_NAME_LENGTH]
     resource = data.get("resource", {})
     if not isinstance(resource, dict):
         raise WebhookPayloadError("webhook 'resource' must be a JSON object")
     return WebhookEvent(
         uuid=uuid,
         name=name,
-        retry_counter=max(0, retry_counter),
+        retry_counter=min(MAX_RETRY_COUNTER, max(0, retry_counter)),
         created_at=created_at,
         resource=resource,
     )

@@ -431,12 +431,12 @@ class InfaktDocument(models.Model):
                 self._handle_send_error(error)
             else:
                 task = infakt_client.parse_task(envelope)
-                self._accept_task(task)
+                self._accept_task(task, client)
             self._commit()
         finally:
             self._advisory_unlock()
 
-    def _accept_task(self, task):
+    def _accept_task(self, task, client=None):
         self.ensure_one()
         values = {
             "state": "processing",
@@ -450,7 +450,7 @@ class InfaktDocument(models.Model):
             values["ksef_state"] = "pending"
         self.write(values)
         if task.done and task.invoice_uuid:
-            self._complete(task.invoice_uuid)
+            self._complete(task.invoice_uuid, client=client)
         elif task.failed:
             self._task_failed(task)
 
@@ -520,9 +520,47 @@ class InfaktDocument(models.Model):
     # ------------------------------------------------------------------------------------
     # Completion
     # ------------------------------------------------------------------------------------
-    def _complete(self, invoice_uuid, client=None):
-        """The document exists in inFakt: read it back (number, totals), then ``done``."""
+    def _complete(self, invoice_uuid, client=None, remote=None):
+        """The document exists in inFakt: read it back (number, totals), then ``done``.
+
+        When the read-back fails, the uuid is kept and the document stays where it is: the next
+        poll (or reconciliation) completes it, so ``done`` always carries the inFakt number.
+        """
         self.ensure_one()
+        if remote is None:
+            own_client = client is None
+            try:
+                client = client or self.account_id._get_client()
+                remote = (
+                    client.get_corrective_invoice(invoice_uuid)
+                    if self.document_type == "correction"
+                    else client.get_invoice(invoice_uuid)
+                )
+            except (infakt_errors.InfaktError, UserError) as error:
+                description = (
+                    self.account_id._describe_error(error)
+                    if isinstance(error, infakt_errors.InfaktError)
+                    else str(error)
+                )
+                message = self.env._(
+                    "Created in inFakt, but reading it back failed (%s): tried again later.",
+                    description,
+                )
+                self.write({"infakt_uuid": invoice_uuid})
+                if self.state == "processing":
+                    self._schedule_next_poll(message)
+                else:
+                    self.write(
+                        {
+                            "error_message": message,
+                            "next_attempt_at": _now()
+                            + timedelta(seconds=RECONCILE_INTERVAL_SECONDS),
+                        }
+                    )
+                return False
+            finally:
+                if own_client and client is not None:
+                    client.close()
         values = {
             "state": "done",
             "infakt_uuid": invoice_uuid,
@@ -534,25 +572,10 @@ class InfaktDocument(models.Model):
         }
         if self.ksef_state == "pending":
             values["ksef_next_check_at"] = _now() + timedelta(seconds=POLL_SCHEDULE[2])
-        remote = None
-        own_client = client is None
-        try:
-            client = client or self.account_id._get_client()
-            remote = (
-                client.get_corrective_invoice(invoice_uuid)
-                if self.document_type == "correction"
-                else client.get_invoice(invoice_uuid)
-            )
-        except (infakt_errors.InfaktError, UserError) as error:
-            _logger.info("inFakt document %s: reading it back failed: %s", self.id,
-                         type(error).__name__)
-        finally:
-            if own_client and client is not None:
-                client.close()
-        if remote:
-            values.update(self._values_from_remote(remote))
+        values.update(self._values_from_remote(remote))
         self.write(values)
         self._after_done()
+        return True
 
     def _values_from_remote(self, remote):
         self.ensure_one()
@@ -766,8 +789,7 @@ class InfaktDocument(models.Model):
             entity = found[0]
             self._log(self.env._("Found in inFakt by its number %s: linked, not sent again.",
                                  number))
-            self.write({"task_reference": self.task_reference or False})
-            self._complete(entity.get("uuid"), client=None if own_client else client)
+            self._complete(entity.get("uuid"), remote=entity)
             return True
         if not resend_when_missing:
             return False
@@ -994,6 +1016,23 @@ class InfaktDocument(models.Model):
         details = self._humanize_field_errors(field_errors) or message or ""
         self._log(self.env._("inFakt refused to mark the invoice paid: %s", details))
 
+    def _is_deleted_in_infakt(self):
+        """The webhook only nudges: ask inFakt whether the document is really gone."""
+        self.ensure_one()
+        client = self.account_id._get_client()
+        try:
+            if self.document_type == "correction":
+                client.get_corrective_invoice(self.infakt_uuid)
+            else:
+                client.get_invoice(self.infakt_uuid)
+        except infakt_errors.InfaktNotFound:
+            return True
+        except infakt_errors.InfaktError:
+            return False
+        finally:
+            client.close()
+        return False
+
     def _on_webhook_event(self, event):
         """Nudge this document for a webhook event. Returns False for ignored events."""
         self.ensure_one()
@@ -1014,7 +1053,7 @@ class InfaktDocument(models.Model):
                 return True
             return False
         if name == "invoice_deleted":
-            if self.state == "done":
+            if self.state == "done" and self._is_deleted_in_infakt():
                 self.write({"state": "cancelled", "error_message": self.env._(
                     "The document was deleted in inFakt.")})
                 self._log(self.env._("The document was deleted in inFakt."))

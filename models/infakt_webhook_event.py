@@ -2,6 +2,8 @@ import logging
 
 from odoo import api, fields, models
 
+from ..infakt_api.webhook import clean_text
+
 _logger = logging.getLogger(__name__)
 
 # Only these parts of a delivery are kept: no buyer data is stored.
@@ -20,6 +22,15 @@ KEPT_RESOURCE_KEYS = (
     "paid_date",
     "request_uuid",
 )
+
+
+def _clean(value):
+    """JSON values PostgreSQL stores: no NUL characters, no lone surrogates."""
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return clean_text(value)
 
 
 class InfaktWebhookEvent(models.Model):
@@ -65,14 +76,15 @@ class InfaktWebhookEvent(models.Model):
         errors = resource.get("invoice_errors")
         if errors:
             kept["invoice_errors"] = errors
+        kept = _clean(kept)
         return {
             "account_id": account.id,
             "event_uuid": event.uuid,
             "name": event.name,
             "retry_counter": event.retry_counter,
             "created_at": (event.created_at or "")[:64] or False,
-            "invoice_uuid": event.invoice_uuid or False,
-            "task_reference": event.task_reference or False,
+            "invoice_uuid": clean_text(event.invoice_uuid or "")[:255] or False,
+            "task_reference": clean_text(event.task_reference or "")[:255] or False,
             "resource": kept,
         }
 

@@ -273,3 +273,22 @@ def test_round_trip_raw_body():
     assert verify_signature(SECRET, body, signature)
     event = parse_event(parse_json_body(body))
     assert event.name == "async_invoice_creation_error"
+
+
+@pytest.mark.parametrize("field", ["uuid", "name"])
+@pytest.mark.parametrize("value", ["a\x00b", "a\ud800b"])
+def test_event_ids_must_be_text(field, value):
+    event = {"uuid": "u-1", "name": "invoice_paid", field: value}
+    with pytest.raises(WebhookPayloadError):
+        parse_event({"event": event, "resource": {}})
+
+
+def test_event_odd_values_are_tamed():
+    parsed = parse_event({
+        "event": {"uuid": "u-1", "name": "invoice_paid", "retry_counter": 10**20,
+                  "created_at": "2026\x00-11\ud800"},
+        "resource": {},
+    })
+    assert parsed.retry_counter == 2**31 - 1
+    assert "\x00" not in parsed.created_at
+    parsed.created_at.encode("utf-8")
