@@ -9,7 +9,7 @@
     "website": "https://github.com/l10n-pl-infakt/l10n_pl_infakt",
     "license": "LGPL-3",
     "countries": ["pl"],
-    "depends": ["sale", "account", "mail"],
+    "depends": ["sale", "sale_management", "account", "mail"],
     "external_dependencies": {"python": ["requests"]},
     "data": [
         "security/infakt_security.xml",

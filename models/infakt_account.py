@@ -591,7 +591,10 @@ class InfaktAccount(models.Model):
         """inFakt's verification request reached us (the user clicked Verify in inFakt)."""
         self.ensure_one()
         self.sudo().write({"webhook_verified_at": fields.Datetime.now()})
-        self.sudo().message_post(body=self.env._("The webhook was verified by inFakt."))
+        self.sudo().message_post(
+            body=self.env._("The webhook was verified by inFakt."),
+            author_id=self.env.ref("base.partner_root").id,
+        )
 
     def action_regenerate_webhook_token(self):
         for account in self:
@@ -650,9 +653,23 @@ class InfaktAccount(models.Model):
                         )
                     ) from error
 
+    @staticmethod
+    def _take_new_api_key(vals):
+        """The pasted key goes to ``api_key`` and never comes back to the form."""
+        new_key = vals.pop("api_key_new", None)
+        if new_key and new_key.strip():
+            vals["api_key"] = new_key.strip()
+        return vals
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        return super().create([self._take_new_api_key(dict(vals)) for vals in vals_list])
+
     def write(self, vals):
+        vals = self._take_new_api_key(dict(vals))
         if "api_key" in vals or "environment" in vals or "api_url" in vals:
             vals.setdefault("connection_state", "untested")
+            vals.setdefault("connection_message", False)
         return super().write(vals)
 
     def _find_by_webhook_token(self, token):

@@ -5,6 +5,7 @@ class InfaktBankAccount(models.Model):
     _name = "infakt.bank.account"
     _description = "inFakt Bank Account"
     _order = "is_default desc, id"
+    _rec_names_search = ["custom_name", "bank_name", "account_number"]
 
     account_id = fields.Many2one(
         "infakt.account", required=True, ondelete="cascade", index=True, string="inFakt Account"

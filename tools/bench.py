@@ -36,7 +36,6 @@ exit, failure or Ctrl-C. Exit status: 0 all targets met, 1 some target missed, 2
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import http.client
@@ -118,20 +117,6 @@ def _percentile(values, fraction):
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
-
-
-def _epoch(iso_timestamp):
-    return dt.datetime.fromisoformat(iso_timestamp).timestamp()
-
-
-def _count_routes(requests, method):
-    """``{route: {status: count}}`` of the simulator's request log for one method."""
-    counts = {}
-    for entry in requests:
-        if entry["method"] == method:
-            by_status = counts.setdefault(entry["route"] or "?", {})
-            by_status[str(entry["status"])] = by_status.get(str(entry["status"]), 0) + 1
-    return counts
 
 
 def _tail(path, lines=40):
@@ -483,29 +468,32 @@ class Bench:
                 watcher.stop()
             simulator.stop()
         self.worker("archive_account", {"account_id": account_id})
-        creates = [r for r in state["requests"]
-                   if r["method"] == "POST" and r["path"].endswith("/async/invoices.json")]
-        accepted = [r for r in creates if r["status"] == 201]
+        sent = sender_result["responses"]
+        seen = processor_result["responses"]
         numbers = [invoice["number"] for invoice in state["invoices"]]
         t0 = sender_result["started"]
+        last_create = sender_result["last_create_at"]
         result = {
             "count": count, "limit": limit, "window": window, "ideal": ideal,
             "elapsed": (watcher.all_done_at or time.time()) - t0,
             "all_done": watcher.all_done_at is not None,
-            "last_create": (max(_epoch(r["at"]) for r in accepted) - t0) if accepted else None,
+            "last_create": (last_create - t0) if last_create else None,
             "invoices": len(numbers), "duplicates": len(numbers) - len(set(numbers)),
-            "create_requests": len(creates), "accepted_creates": len(accepted),
+            "sender_responses": sent, "processor_responses": seen,
             "rate_limited": state["counters"]["rate_limited"],
-            "rate_limited_writes": sum(1 for r in state["requests"]
-                                       if r["status"] == 429 and r["method"] != "GET"),
-            "rate_limited_reads": sum(1 for r in state["requests"]
-                                      if r["status"] == 429 and r["method"] == "GET"),
-            "reads_by_route": _count_routes(state["requests"], "GET"),
-            "requests_logged": len(state["requests"]),
+            "rate_limited_writes": sum(n for key, n in sent.items() if key.endswith(" 429")),
+            "rate_limited_reads": sum(n for key, n in seen.items() if key.endswith(" 429")),
             "requests_total": state["counters"]["requests_total"],
             "sender_runs": sender_result["runs"], "processor_runs": processor_result["runs"],
             **report,
         }
+        reads = {}
+        for key, number in seen.items():
+            method, kind, status = key.split(" ")
+            if method == "GET" and status.startswith("2"):
+                reads[kind] = reads.get(kind, 0) + number
+        result["successful_reads_per_document"] = {
+            kind: round(number / count, 2) for kind, number in sorted(reads.items())}
         result["fraction"] = ideal / result["elapsed"]
         result["fraction_sending"] = (ideal / result["last_create"]
                                       if result["last_create"] else None)
@@ -517,7 +505,8 @@ class Bench:
              f"{result['invoices']} invoices, {result['duplicates']} duplicates, "
              f"{result['rate_limited']} answers 429 ({result['rate_limited_writes']} on "
              f"writes); {result['done_without_number']} done without the inFakt number, "
-             f"{result['pdf_pending']} PDFs still to download")
+             f"{result['pdf_pending']} PDFs still to download; successful reads per "
+             f"document {result['successful_reads_per_document']}")
 
     def part_latency_and_webhooks(self, parts):
         port = _free_port()

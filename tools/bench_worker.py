@@ -13,6 +13,7 @@ sending them (``infakt.document._can_commit()`` is true outside tests).
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import threading
@@ -33,6 +34,50 @@ def _simulator_state(root_url):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(root_url + "/_simulator/state", timeout=30) as response:
         return json.loads(response.read().decode("utf-8"))
+
+
+class ResponseCounter(logging.Handler):
+    """Counts the answers the module's inFakt client received, from its own debug line
+    ``inFakt <method> <path> -> <status> in <s>`` (observation only: nothing is patched)."""
+
+    LOGGER = "odoo.addons.l10n_pl_infakt.infakt_api.client"
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.counts = {}
+        self.last_create_at = None
+
+    def emit(self, record):
+        if not record.msg.startswith("inFakt %s %s -> %s") or len(record.args) < 3:
+            return
+        method, path, status = record.args[:3]
+        kind = "other"
+        if "/status/" in path:
+            kind = "task_status"
+        elif path.endswith("/pdf.json"):
+            kind = "pdf"
+        elif path.startswith("/async/") and method == "POST":
+            kind = "create"
+        elif method == "GET" and path.startswith(("/invoices/", "/corrective_invoices/")):
+            kind = "read_back"
+        key = f"{method} {kind} {status}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if kind == "create" and 200 <= int(status) < 300:
+            self.last_create_at = record.created
+
+    def __enter__(self):
+        logger = logging.getLogger(self.LOGGER)
+        self._saved = (logger.level, logger.propagate)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False  # counted here, not printed
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        logger = logging.getLogger(self.LOGGER)
+        logger.removeHandler(self)
+        logger.setLevel(self._saved[0])
+        logger.propagate = self._saved[1]
 
 
 def _wait_until(moment):
@@ -226,16 +271,19 @@ def task_sender_loop(env, args):
     _wait_until(args["start_at"])
     started = time.time()
     runs = 0
-    while time.time() < args["deadline"]:
-        Document._cron_send(time_budget=min(45.0, max(1.0, args["deadline"] - time.time())))
-        env.cr.commit()
-        runs += 1
-        states = _document_states(env, args["account_id"])
-        env.cr.commit()
-        if not states.get("to_send") and not states.get("sending"):
-            break
-        time.sleep(0.1)  # documents waiting for their next attempt (after a 429)
-    return {"started": started, "ended": time.time(), "runs": runs}
+    with ResponseCounter() as counter:
+        while time.time() < args["deadline"]:
+            Document._cron_send(
+                time_budget=min(45.0, max(1.0, args["deadline"] - time.time())))
+            env.cr.commit()
+            runs += 1
+            states = _document_states(env, args["account_id"])
+            env.cr.commit()
+            if not states.get("to_send") and not states.get("sending"):
+                break
+            time.sleep(0.1)  # documents waiting for their next attempt (after a 429)
+    return {"started": started, "ended": time.time(), "runs": runs,
+            "responses": counter.counts, "last_create_at": counter.last_create_at}
 
 
 def task_processor_loop(env, args):
@@ -246,16 +294,19 @@ def task_processor_loop(env, args):
     started = time.time()
     runs = 0
     states = {}
-    while time.time() < args["deadline"]:
-        Document._cron_process(time_budget=min(45.0, max(1.0, args["deadline"] - time.time())))
-        env.cr.commit()
-        runs += 1
-        states = _document_states(env, args["account_id"])
-        env.cr.commit()
-        if states.get("done", 0) >= args["expected"]:
-            break
-        time.sleep(0.2)
-    return {"started": started, "ended": time.time(), "runs": runs, "states": states}
+    with ResponseCounter() as counter:
+        while time.time() < args["deadline"]:
+            Document._cron_process(
+                time_budget=min(45.0, max(1.0, args["deadline"] - time.time())))
+            env.cr.commit()
+            runs += 1
+            states = _document_states(env, args["account_id"])
+            env.cr.commit()
+            if states.get("done", 0) >= args["expected"]:
+                break
+            time.sleep(0.2)
+    return {"started": started, "ended": time.time(), "runs": runs, "states": states,
+            "responses": counter.counts}
 
 
 def task_drain_report(env, args):

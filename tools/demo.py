@@ -221,6 +221,10 @@ def _setup_company(env):
     })
     if not company.chart_template:
         env["account.chart.template"].try_loading("generic_coa", company, install_demo=False)
+    # Sale orders take their currency from the pricelist: zł there too.
+    env["product.pricelist"].with_context(active_test=False).search(
+        [("company_id", "in", (company.id, False))]
+    ).write({"currency_id": pln.id})
     # Polish numbering: FV/2026/00001 on the sales journal.
     journal = env["account.journal"].search(
         [("type", "=", "sale"), ("company_id", "=", company.id)], limit=1
