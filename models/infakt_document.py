@@ -543,7 +543,7 @@ class InfaktDocument(models.Model):
                     else str(error)
                 )
                 message = self.env._(
-                    "Created in inFakt, but reading it back failed (%s): tried again later.",
+                    "Created in inFakt, but reading it back failed (%s): retrying later.",
                     description,
                 )
                 self.write({"infakt_uuid": invoice_uuid})

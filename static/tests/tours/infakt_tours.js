@@ -387,7 +387,7 @@ tours.add("l10n_pl_infakt_fix_error", {
         {
             content: "The invoice shows what to fix",
             trigger:
-                ".o_form_view .alert-danger:contains(inFakt could not take this document):contains(bank account for transfers)",
+                ".o_form_view .alert-danger:contains(Not in inFakt yet):contains(bank account for transfers)",
         },
         {
             trigger: ".o_form_view button[name=action_infakt_view_documents] .o_stat_value:contains(Error)",
