@@ -234,7 +234,7 @@ class InfaktClient:
     """Client of one inFakt account (one API key)."""
 
     def __init__(self, api_key, environment="production", base_url=None, timeout=(5.0, 30.0),
-                 session=None, user_agent="Odoo l10n_pl_infakt"):
+                 session=None, user_agent="Odoo l10n_pl_infakt", on_request=None):
         key = (api_key or "").strip() if isinstance(api_key, str) else ""
         if not key:
             raise ValueError("an inFakt API key is required")
@@ -247,6 +247,8 @@ class InfaktClient:
         self.user_agent = user_agent
         self._own_session = session is None
         self.session = session if session is not None else requests.Session()
+        # Called as on_request(method, path) before each request: a caller's rate pacing.
+        self.on_request = on_request
 
     def __repr__(self):
         return f"<InfaktClient {self.environment} {self.base_url}>"
@@ -301,6 +303,8 @@ class InfaktClient:
         method = method.upper()
         url = self.base_url + path
         data = None if json is None else encode_json(json)
+        if self.on_request is not None:
+            self.on_request(method, path)
         started = time.monotonic()
         try:
             response = self.session.request(

@@ -3,11 +3,13 @@ import secrets
 import threading
 import time
 from collections import deque
+from datetime import timedelta
 
 from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
 
 from ..infakt_api import client as infakt_client
 from ..infakt_api import errors as infakt_errors
@@ -22,6 +24,9 @@ ENVIRONMENTS = [
 
 # Seconds to wait for inFakt to connect and to answer.
 REQUEST_TIMEOUT = 30.0
+# A read waits at most this long for the read window; past it inFakt may answer 429, which the
+# callers handle like any rate limit.
+MAX_READ_WAIT = 5.0
 
 # Per process memory of the write requests sent to inFakt, per (database, account):
 # inFakt counts its limits per source IP, so a process paces itself by what it sent.
@@ -172,6 +177,11 @@ class InfaktAccount(models.Model):
         default=150,
         help="inFakt allows 150 non-GET requests per 60 seconds per IP address.",
     )
+    rate_limit_read = fields.Integer(
+        string="Read Requests per Window",
+        default=300,
+        help="inFakt allows 300 GET requests per 60 seconds per IP address.",
+    )
     rate_limit_window = fields.Integer(string="Rate Limit Window (s)", default=60)
     max_attempts = fields.Integer(
         default=8, help="Transient failures are retried this many times before an error."
@@ -195,7 +205,7 @@ class InfaktAccount(models.Model):
         ),
         (
             "rate_limit_positive",
-            "CHECK(rate_limit_write > 0 AND rate_limit_window > 0)",
+            "CHECK(rate_limit_write > 0 AND rate_limit_read > 0 AND rate_limit_window > 0)",
             "The rate limit must be positive.",
         ),
     ]
@@ -444,6 +454,7 @@ class InfaktAccount(models.Model):
             user_agent="Odoo l10n_pl_infakt",
             # One number (connect and read): Odoo's test harness only understands scalars.
             timeout=REQUEST_TIMEOUT,
+            on_request=self._rate_on_request,
         )
 
     def _describe_error(self, error):
@@ -469,34 +480,70 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     # Rate limit pacing
     # ------------------------------------------------------------------------------------
-    def _rate_key(self):
-        return (self.env.cr.dbname, self.id)
+    def _rate_key(self, kind):
+        return (self.env.cr.dbname, self.id, kind)
 
-    def _rate_wait_time(self):
-        """Seconds to wait before the next write request keeps us under inFakt's limit."""
+    def _rate_limit(self, kind):
+        return self.rate_limit_write if kind == "write" else self.rate_limit_read
+
+    def _rate_wait_time(self, kind="write"):
+        """Seconds to wait before the next ``kind`` ("write" or "read") request keeps this
+        account under inFakt's limit. Writes also count the creates other Odoo processes
+        started in the window (from the documents), so that several workers share one
+        window."""
         self.ensure_one()
         now = time.monotonic()
         window = self.rate_limit_window
+        limit = self._rate_limit(kind)
+        wait = 0.0
         with _RATE_LOCK:
-            history = _RATE_HISTORY.setdefault(self._rate_key(), deque())
+            history = _RATE_HISTORY.setdefault(self._rate_key(kind), deque())
             while history and history[0] <= now - window:
                 history.popleft()
-            if len(history) < self.rate_limit_write:
-                return 0.0
-            return max(0.0, history[0] + window - now)
+            if len(history) >= limit:
+                wait = max(0.0, history[-limit] + window - now)
+        if kind == "write":
+            wait = max(wait, self._rate_db_write_wait(window, limit))
+        return wait
 
-    def _rate_record(self):
+    def _rate_db_write_wait(self, window, limit):
+        wall_now = fields.Datetime.now()
+        self.env.cr.execute(
+            SQL(
+                """SELECT sending_started_at FROM infakt_document
+                    WHERE account_id = %s AND sending_started_at > %s
+                    ORDER BY sending_started_at DESC LIMIT %s""",
+                self.id,
+                wall_now - timedelta(seconds=window),
+                limit,
+            )
+        )
+        started = [row[0] for row in self.env.cr.fetchall()]
+        if len(started) < limit:
+            return 0.0
+        return max(0.0, (started[-1] + timedelta(seconds=window) - wall_now).total_seconds())
+
+    def _rate_record(self, kind="write"):
         with _RATE_LOCK:
-            _RATE_HISTORY.setdefault(self._rate_key(), deque()).append(time.monotonic())
+            _RATE_HISTORY.setdefault(self._rate_key(kind), deque()).append(time.monotonic())
 
-    def _rate_pause(self, seconds):
-        """After a 429: consider the whole window used from now on."""
+    def _rate_pause(self, seconds, kind="write"):
+        """After a 429: consider the whole window used for ``seconds`` from now on."""
         now = time.monotonic()
+        limit = self._rate_limit(kind)
         with _RATE_LOCK:
-            history = _RATE_HISTORY.setdefault(self._rate_key(), deque())
+            history = _RATE_HISTORY.setdefault(self._rate_key(kind), deque())
             history.clear()
-            start = now - self.rate_limit_window + seconds
-            history.extend([start] * self.rate_limit_write)
+            history.extend([now - self.rate_limit_window + seconds] * limit)
+
+    def _rate_on_request(self, method, path):
+        """Client hook: count every request; reads wait for the read window (a little)."""
+        kind = "read" if method == "GET" else "write"
+        if kind == "read":
+            wait = self._rate_wait_time("read")
+            if wait > 0:
+                time.sleep(min(wait, MAX_READ_WAIT))
+        self._rate_record(kind)
 
     # ------------------------------------------------------------------------------------
     # Actions

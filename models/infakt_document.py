@@ -9,6 +9,7 @@ from markupsafe import Markup
 from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 from odoo.tools import SQL
+from odoo.tools.sql import create_index
 from odoo.tools.translate import LazyTranslate
 
 from ..infakt_api import client as infakt_client
@@ -35,8 +36,13 @@ KSEF_STATES = [
 ]
 # Namespace of the PostgreSQL advisory locks held while a create request is under way.
 ADVISORY_LOCK_NAMESPACE = 740_502_318
-# How long one run of a scheduled action works before it hands over to the next run.
-CRON_TIME_BUDGET = 45.0
+# How long one run of a scheduled action works before it hands over to the next run. The
+# sender's run outlasts inFakt's 60 s window, so that it waits for the next window itself
+# (a trigger in the future is only picked up by the cron thread once a minute).
+SEND_TIME_BUDGET = 100.0
+CRON_TIME_BUDGET = 55.0
+# While waiting inside a run, webhook events are looked at this often (seconds).
+WAIT_SLICE = 0.25
 # Transient failures: exponential backoff (seconds) with jitter, capped.
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 3600.0
@@ -138,7 +144,7 @@ class InfaktDocument(models.Model):
     error_message = fields.Text(readonly=True, copy=False)
     attempt_count = fields.Integer(readonly=True, copy=False)
     next_attempt_at = fields.Datetime(readonly=True, copy=False, index=True)
-    sending_started_at = fields.Datetime(readonly=True, copy=False)
+    sending_started_at = fields.Datetime(readonly=True, copy=False, index="btree_not_null")
     sent_at = fields.Datetime(readonly=True, copy=False)
     done_at = fields.Datetime(readonly=True, copy=False)
     poll_count = fields.Integer(readonly=True, copy=False)
@@ -173,6 +179,16 @@ class InfaktDocument(models.Model):
     paid_date_sent = fields.Date(readonly=True, copy=False)
     paid_task_reference = fields.Char(readonly=True, copy=False)
 
+    def init(self):
+        # The sender's pick (_lock_next_due) must not grow with the documents already done.
+        create_index(
+            self.env.cr,
+            "infakt_document_to_send_idx",
+            self._table,
+            ["account_id", "next_attempt_at", "id"],
+            where="state = 'to_send'",
+        )
+
     # ------------------------------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------------------------------
@@ -206,8 +222,13 @@ class InfaktDocument(models.Model):
     @api.model
     def _trigger_sender(self, at=None):
         cron = self.env.ref("l10n_pl_infakt.ir_cron_infakt_send", raise_if_not_found=False)
-        if cron:
-            cron.sudo()._trigger(at)
+        if not cron:
+            return
+        if at is None and self.env["ir.cron.trigger"].sudo().search_count(
+            [("cron_id", "=", cron.id), ("call_at", "<=", _now())], limit=1
+        ):
+            return  # a run is already due: it will take these documents too
+        cron.sudo()._trigger(at)
 
     @api.model
     def _trigger_processor(self, at=None):
@@ -279,7 +300,9 @@ class InfaktDocument(models.Model):
                 }
             )
         if vals_list:
-            documents = self.sudo().create(vals_list)
+            documents = self.sudo().with_context(
+                mail_create_nolog=True, tracking_disable=True
+            ).create(vals_list)
             self._trigger_sender()
         return documents
 
@@ -287,7 +310,7 @@ class InfaktDocument(models.Model):
     # Sender
     # ------------------------------------------------------------------------------------
     @api.model
-    def _cron_send(self, time_budget=CRON_TIME_BUDGET):
+    def _cron_send(self, time_budget=SEND_TIME_BUDGET):
         """Send due documents, one at a time, each committed before and after its POST."""
         deadline = time.monotonic() + time_budget
         retrigger_at = None
@@ -408,7 +431,9 @@ class InfaktDocument(models.Model):
         if not self._advisory_lock():
             return
         try:
-            self.write(
+            # Intermediate states are not tracked in the chatter (cost per document); done,
+            # error and in doubt are written there in words.
+            self.with_context(tracking_disable=True).write(
                 {
                     "state": "sending",
                     "number": number,
@@ -418,7 +443,6 @@ class InfaktDocument(models.Model):
                 }
             )
             self._commit()
-            account._rate_record()
             corrective = self.document_type == "correction"
             try:
                 if corrective:
@@ -443,12 +467,13 @@ class InfaktDocument(models.Model):
             "task_reference": task.reference,
             "sent_at": _now(),
             "poll_count": 0,
-            "next_poll_at": _now(),
+            # The first status read a little later: a task is rarely done at once.
+            "next_poll_at": _now() + timedelta(seconds=POLL_SCHEDULE[0]),
             "next_attempt_at": False,
         }
         if self.account_id.send_to_ksef:
             values["ksef_state"] = "pending"
-        self.write(values)
+        self.with_context(tracking_disable=True).write(values)
         if task.done and task.invoice_uuid:
             self._complete(task.invoice_uuid, client=client)
         elif task.failed:
@@ -547,6 +572,11 @@ class InfaktDocument(models.Model):
                     description,
                 )
                 self.write({"infakt_uuid": invoice_uuid})
+                if self.state == "processing" and isinstance(
+                    error, infakt_errors.InfaktRateLimited
+                ):
+                    self._rate_limited_read(error)
+                    return None
                 if self.state == "processing":
                     self._schedule_next_poll(message)
                 else:
@@ -808,7 +838,8 @@ class InfaktDocument(models.Model):
     @api.model
     def _poll_due(self, clients, deadline):
         """Read the task status of documents being processed by inFakt. While tasks sent in
-        the last seconds are pending, keep following them within this run."""
+        the last seconds are pending, keep following them within this run, looking at new
+        webhook events while waiting (an event makes its document due at once)."""
         while time.monotonic() < deadline:
             documents = self.sudo().search(
                 [("state", "=", "processing"), ("next_poll_at", "<=", _now()), ACTIVE_ACCOUNT],
@@ -818,25 +849,38 @@ class InfaktDocument(models.Model):
             for document in documents:
                 if time.monotonic() >= deadline:
                     break
-                document._poll(self._client_for(clients, document.account_id))
+                polled = document._poll(self._client_for(clients, document.account_id))
                 self._commit()
+                if not polled:
+                    break  # rate limited: the others wait for the next round
             follow_from = _now() - timedelta(seconds=POLL_FOLLOW_SECONDS)
             upcoming = self.sudo().search(
                 [
                     ("state", "=", "processing"),
                     ("sent_at", ">=", follow_from),
                     ("next_poll_at", "<=", _now() + timedelta(seconds=5)),
+                    ACTIVE_ACCOUNT,
                 ],
                 order="next_poll_at",
                 limit=1,
             )
             if not upcoming:
                 break
-            wait = (upcoming.next_poll_at - _now()).total_seconds()
-            if wait > 0:
-                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            self._wait_until(upcoming.next_poll_at, deadline)
+
+    @api.model
+    def _wait_until(self, moment, deadline):
+        """Sleep until ``moment`` (or the deadline) in short slices, applying the webhook
+        events that arrive meanwhile."""
+        Event = self.env["infakt.webhook.event"]
+        while _now() < moment and time.monotonic() < deadline:
+            time.sleep(min(WAIT_SLICE, max(0.0, deadline - time.monotonic())))
+            if Event._process_pending():
+                self._commit()
+                return
 
     def _poll(self, client):
+        """Read the task status; returns False when inFakt asked to slow down."""
         self.ensure_one()
         corrective = self.document_type == "correction"
         try:
@@ -845,16 +889,29 @@ class InfaktDocument(models.Model):
             self.write({"state": "in_doubt", "next_attempt_at": _now(),
                         "error_message": self.env._("inFakt does not know the task any more; "
                                                     "looking the document up by number.")})
-            return
+            return True
+        except infakt_errors.InfaktRateLimited as error:
+            self._rate_limited_read(error)
+            return False
         except infakt_errors.InfaktError as error:
             self._schedule_next_poll(self.account_id._describe_error(error))
-            return
+            return True
         if task.done and task.invoice_uuid:
-            self._complete(task.invoice_uuid, client=client)
-        elif task.failed:
+            return self._complete(task.invoice_uuid, client=client) is not None
+        if task.failed:
             self._task_failed(task)
         else:
             self._schedule_next_poll()
+        return True
+
+    def _rate_limited_read(self, error):
+        """inFakt's read limit was hit: pause the reads, try this one again after the pause
+        (not counted as a poll: the backoff does not grow)."""
+        self.ensure_one()
+        account = self.account_id
+        wait = error.retry_after or min(30.0, max(1.0, account.rate_limit_window / 4))
+        account._rate_pause(wait, "read")
+        self.write({"next_poll_at": _now() + timedelta(seconds=wait)})
 
     def _schedule_next_poll(self, message=None):
         self.ensure_one()
@@ -869,28 +926,45 @@ class InfaktDocument(models.Model):
 
     @api.model
     def _download_pdfs(self, clients, deadline):
+        """PDFs come after completing documents: none is downloaded while a document waits
+        for its task status (inFakt's read limit is shared)."""
+        if self.sudo().search_count(
+            [("state", "=", "processing"), ("next_poll_at", "<=", _now()), ACTIVE_ACCOUNT],
+            limit=1,
+        ):
+            return
         documents = self.sudo().search(
             [("state", "=", "done"), ("pdf_pending", "=", True), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
                 break
-            document._download_pdf(self._client_for(clients, document.account_id))
+            downloaded = document._download_pdf(self._client_for(clients, document.account_id))
             self._commit()
+            if not downloaded:
+                break
 
     def _download_pdf(self, client):
+        """Download and store the PDF; returns False when inFakt asked to slow down."""
         self.ensure_one()
         corrective = self.document_type == "correction"
         try:
             content = client.download_pdf(self.infakt_uuid, corrective=corrective)
+        except infakt_errors.InfaktRateLimited as error:
+            account = self.account_id
+            account._rate_pause(
+                error.retry_after or min(30.0, max(1.0, account.rate_limit_window / 4)), "read"
+            )
+            return False
         except infakt_errors.InfaktError as error:
             if not error.retryable:
                 self.write({"pdf_pending": False})
                 self._log(self.env._("The PDF could not be downloaded from inFakt: %s",
                                      self.account_id._describe_error(error)))
-            return
+            return True
         self.move_id._infakt_store_pdf(self, content)
         self.write({"pdf_pending": False})
+        return True
 
     def _check_ksef_due(self, clients, deadline):
         documents = self.sudo().search(
@@ -983,7 +1057,6 @@ class InfaktDocument(models.Model):
 
     def _send_mark_paid(self, client):
         self.ensure_one()
-        self.account_id._rate_record()
         try:
             envelope = client.mark_paid(self.infakt_uuid, self.paid_date_sent)
         except infakt_errors.InfaktError as error:

@@ -92,6 +92,8 @@ class InfaktWebhookEvent(models.Model):
     def _process_pending(self, limit=500):
         """Nudge the documents the new events are about; the truth is read from the API."""
         events = self.sudo().search([("state", "=", "new")], order="id", limit=limit)
+        if not events:
+            return 0
         Document = self.env["infakt.document"].sudo()
         for event in events:
             document = Document.browse()
@@ -121,6 +123,7 @@ class InfaktWebhookEvent(models.Model):
                     "state": "done" if handled else "ignored",
                 }
             )
+        return len(events)
 
     @api.model
     def _cron_cleanup(self, days=90):

@@ -816,3 +816,16 @@ def test_encode_json():
         encode_json({"x": float("nan")})
     with pytest.raises(TypeError):
         encode_json({"x": object()})
+
+
+def test_on_request_hook_sees_every_request(simulator):
+    seen = []
+    client = InfaktClient(simulator.api_key, environment="custom", base_url=simulator.base_url,
+                          on_request=lambda method, path: seen.append((method, path)))
+    try:
+        client.test_connection()
+        client.list_bank_accounts()
+    finally:
+        client.close()
+    assert [method for method, _path in seen] == ["GET", "GET"]
+    assert seen[1][1].startswith("/bank_accounts")
