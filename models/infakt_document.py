@@ -43,6 +43,9 @@ SEND_TIME_BUDGET = 100.0
 CRON_TIME_BUDGET = 55.0
 # While waiting inside a run, webhook events are looked at this often (seconds).
 WAIT_SLICE = 0.25
+# While documents are on their way, PDFs are downloaded only while less than this share of
+# the read window is used.
+PDF_READ_SHARE = 0.5
 # Transient failures: exponential backoff (seconds) with jitter, capped.
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 3600.0
@@ -883,6 +886,12 @@ class InfaktDocument(models.Model):
         """Read the task status; returns False when inFakt asked to slow down."""
         self.ensure_one()
         corrective = self.document_type == "correction"
+        if self.infakt_uuid:
+            # A signed webhook named the created invoice: reading it is both the proof and
+            # the read-back, one request instead of two.
+            completed = self._complete_from_hint(client)
+            if completed is not None:
+                return completed
         try:
             task = client.task_status(self.task_reference, corrective=corrective)
         except infakt_errors.InfaktNotFound:
@@ -903,6 +912,26 @@ class InfaktDocument(models.Model):
         else:
             self._schedule_next_poll()
         return True
+
+    def _complete_from_hint(self, client):
+        """Complete from the uuid a webhook gave; None when the status must be read."""
+        self.ensure_one()
+        try:
+            remote = (
+                client.get_corrective_invoice(self.infakt_uuid)
+                if self.document_type == "correction"
+                else client.get_invoice(self.infakt_uuid)
+            )
+        except infakt_errors.InfaktRateLimited as error:
+            self._rate_limited_read(error)
+            return False
+        except infakt_errors.InfaktError:
+            self.write({"infakt_uuid": False})
+            return None
+        if (remote.get("number") or "") != (self.number or ""):
+            self.write({"infakt_uuid": False})
+            return None
+        return self._complete(self.infakt_uuid, remote=remote) is not None
 
     def _rate_limited_read(self, error):
         """inFakt's read limit was hit: pause the reads, try this one again after the pause
@@ -933,12 +962,17 @@ class InfaktDocument(models.Model):
             limit=1,
         ):
             return
+        busy = self.sudo().search_count(
+            [("state", "in", ("to_send", "processing")), ACTIVE_ACCOUNT], limit=1
+        )
         documents = self.sudo().search(
             [("state", "=", "done"), ("pdf_pending", "=", True), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
                 break
+            if busy and document.account_id._rate_used("read") > PDF_READ_SHARE:
+                break  # documents still on their way get the reads first
             downloaded = document._download_pdf(self._client_for(clients, document.account_id))
             self._commit()
             if not downloaded:
@@ -1112,7 +1146,10 @@ class InfaktDocument(models.Model):
         name = event.name
         if name in ("async_invoice_creation_success", "async_invoice_creation_error"):
             if self.state == "processing":
-                self.write({"next_poll_at": _now()})
+                values = {"next_poll_at": _now()}
+                if name == "async_invoice_creation_success" and event.invoice_uuid:
+                    values["infakt_uuid"] = event.invoice_uuid
+                self.write(values)
                 return True
             return False
         if name in ("send_to_ksef_success", "send_to_ksef_error"):
