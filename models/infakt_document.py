@@ -878,6 +878,8 @@ class InfaktDocument(models.Model):
         Event = self.env["infakt.webhook.event"]
         while _now() < moment and time.monotonic() < deadline:
             time.sleep(min(WAIT_SLICE, max(0.0, deadline - time.monotonic())))
+            # A new transaction sees the events the webhook endpoint committed meanwhile.
+            self._commit()
             if Event._process_pending():
                 self._commit()
                 return
