@@ -50,7 +50,7 @@ PDF_READ_SHARE = 0.5
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 3600.0
 # Task status polls: a little after sending, then backing off (seconds).
-POLL_SCHEDULE = (1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 900)
+POLL_SCHEDULE = (1, 1, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 900)
 # While tasks sent this recently are pending, the poller waits for them within its run.
 POLL_FOLLOW_SECONDS = 20
 # An in-doubt document not found in inFakt after this long is safe to send again.
@@ -604,7 +604,7 @@ class InfaktDocument(models.Model):
             "pdf_pending": self.account_id.download_pdf,
         }
         if self.ksef_state == "pending":
-            values["ksef_next_check_at"] = _now() + timedelta(seconds=POLL_SCHEDULE[2])
+            values["ksef_next_check_at"] = _now() + timedelta(seconds=3)
         values.update(self._values_from_remote(remote))
         self.write(values)
         self._after_done()

@@ -254,12 +254,17 @@ class TestSending(InfaktCommon):
         self.run_sender()
         document = invoice.infakt_document_ids
         self.assertEqual(document.state, "processing")
-        document._poll(self.infakt_account._get_client())
-        first = document.next_poll_at
-        document._poll(self.infakt_account._get_client())
-        self.assertGreater(document.next_poll_at, first)
-        self.assertEqual(document.poll_count, 2)
+        client = self.infakt_account._get_client()
+        delays = []
+        for _poll in range(6):
+            document._poll(client)
+            delays.append((document.next_poll_at - fields.Datetime.now()).total_seconds())
+        client.close()
+        self.assertEqual(document.poll_count, 6)
         self.assertEqual(document.state, "processing")
+        # A second apart at first, then further and further apart.
+        self.assertLessEqual(delays[0], 1.5)
+        self.assertGreaterEqual(delays[-1], 4)
 
     def test_sale_order_filters(self):
         order = self.create_order()
