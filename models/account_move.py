@@ -88,9 +88,10 @@ class AccountMove(models.Model):
     @api.depends("infakt_state")
     def _compute_show_reset_to_draft_button(self):
         # EXTENDS 'account': an invoice that exists in inFakt is corrected by a credit note.
-        super()._compute_show_reset_to_draft_button()
+        result = super()._compute_show_reset_to_draft_button()
         for move in self.filtered(lambda m: m.infakt_state in LOCKING_STATES):
             move.show_reset_to_draft_button = False
+        return result
 
     # ------------------------------------------------------------------------------------
     # Links
