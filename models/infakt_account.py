@@ -523,14 +523,6 @@ class InfaktAccount(models.Model):
             return 0.0
         return max(0.0, (started[-1] + timedelta(seconds=window) - wall_now).total_seconds())
 
-    def _rate_used(self, kind):
-        """Share (0..1) of the current window this process has used for ``kind``."""
-        now = time.monotonic()
-        with _RATE_LOCK:
-            history = _RATE_HISTORY.get(self._rate_key(kind)) or ()
-            recent = sum(1 for moment in history if moment > now - self.rate_limit_window)
-        return recent / self._rate_limit(kind)
-
     def _rate_record(self, kind="write"):
         with _RATE_LOCK:
             _RATE_HISTORY.setdefault(self._rate_key(kind), deque()).append(time.monotonic())

@@ -43,9 +43,6 @@ SEND_TIME_BUDGET = 100.0
 CRON_TIME_BUDGET = 55.0
 # While waiting inside a run, webhook events are looked at this often (seconds).
 WAIT_SLICE = 0.25
-# While documents are on their way, PDFs are downloaded only while less than this share of
-# the read window is used.
-PDF_READ_SHARE = 0.5
 # Transient failures: exponential backoff (seconds) with jitter, capped.
 BACKOFF_BASE = 10.0
 BACKOFF_CAP = 3600.0
@@ -964,17 +961,16 @@ class InfaktDocument(models.Model):
             limit=1,
         ):
             return
-        busy = self.sudo().search_count(
+        if self.sudo().search_count(
             [("state", "in", ("to_send", "processing")), ACTIVE_ACCOUNT], limit=1
-        )
+        ):
+            return  # documents on their way get inFakt's reads first; PDFs come after
         documents = self.sudo().search(
             [("state", "=", "done"), ("pdf_pending", "=", True), ACTIVE_ACCOUNT], limit=100
         )
         for document in documents:
             if time.monotonic() >= deadline:
                 break
-            if busy and document.account_id._rate_used("read") > PDF_READ_SHARE:
-                break  # documents still on their way get the reads first
             downloaded = document._download_pdf(self._client_for(clients, document.account_id))
             self._commit()
             if not downloaded:
