@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-from odoo import Command
+from odoo import SUPERUSER_ID, Command, api
 from odoo.tests import tagged
 
 from odoo.addons.account.tests.common import AccountTestInvoicingCommon
@@ -61,6 +61,79 @@ class InfaktSimulatorMixin:
             if (method is None or r.get("method") == method)
             and (path_contains is None or path_contains in r.get("path", ""))
         ]
+
+
+class CommittedBacklogMixin:
+    """Data committed for real (its own company), for tests with several Odoo processes."""
+
+    def _setup_committed_backlog(self, count, label="backlog", price_base=100):
+        """Posted invoices of a new company in a series of a new inFakt account on the
+        simulator, committed; returns (account id, move ids, move names)."""
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            poland = env.ref("base.pl")
+            pln = env.ref("base.PLN")
+            pln.active = True
+            company = env["res.company"].create(
+                {"name": f"inFakt {label} {time.time_ns()}", "vat": "PL5260250274",
+                 "street": "Prosta 1", "city": "Warszawa", "zip": "00-001",
+                 "country_id": poland.id, "currency_id": pln.id}
+            )
+            env["account.chart.template"].try_loading("generic_coa", company=company,
+                                                     install_demo=False)
+            env = env(context={"allowed_company_ids": [company.id]})
+            journal = env["account.journal"].search(
+                [("company_id", "=", company.id), ("type", "=", "sale")], limit=1
+            )
+            tax = env["account.tax"].create(
+                {"name": f"VAT 23% {label}", "amount": 23.0, "type_tax_use": "sale",
+                 "company_id": company.id}
+            )
+            partner = env["res.partner"].create(
+                {"name": "Nowak S.A.", "is_company": True, "vat": "PL7791011327",
+                 "country_id": poland.id, "city": "Poznań", "zip": "60-001",
+                 "street": "Święty Marcin 1"}
+            )
+            account = env["infakt.account"].create(
+                {
+                    "name": f"inFakt {label}",
+                    "company_id": company.id,
+                    "environment": "custom",
+                    "api_url": self.simulator.base_url,
+                    "api_key": API_KEY,
+                    "series_ids": [Command.create({"journal_id": journal.id,
+                                                   "document_type": "invoice"})],
+                    "payment_mapping_ids": [Command.create({"infakt_payment_method": "cash"})],
+                }
+            )
+            moves = env["account.move"].create(
+                [
+                    {
+                        "move_type": "out_invoice",
+                        "partner_id": partner.id,
+                        "journal_id": journal.id,
+                        "invoice_date": "2026-11-24",
+                        "invoice_line_ids": [Command.create(
+                            {"name": f"Usługa {index}", "quantity": 1,
+                             "price_unit": price_base + index,
+                             "tax_ids": [Command.set(tax.ids)]}
+                        )],
+                    }
+                    for index in range(count)
+                ]
+            )
+            moves.action_post()
+            self.assertEqual(len(moves.infakt_document_ids), count)
+            return account.id, moves.ids, moves.mapped("name")
+
+    def _cleanup(self, account_id):
+        """Leave nothing for the processors of other tests: archive the account."""
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            account = env["infakt.account"].browse(account_id)
+            account.document_ids.write({"pdf_pending": False, "next_poll_at": False,
+                                        "ksef_next_check_at": False})
+            account.active = False
 
 
 @tagged("post_install", "-at_install")

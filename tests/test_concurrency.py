@@ -5,11 +5,11 @@ import sys
 import textwrap
 import time
 
-from odoo import SUPERUSER_ID, Command, api
+from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
-from .common import API_KEY, InfaktSimulatorMixin
+from .common import CommittedBacklogMixin, InfaktSimulatorMixin
 
 SENDER_SCRIPT = textwrap.dedent(
     """
@@ -33,79 +33,15 @@ SENDER_SCRIPT = textwrap.dedent(
 
 
 @tagged("post_install", "-at_install")
-class TestConcurrentSenders(InfaktSimulatorMixin, TransactionCase):
+class TestConcurrentSenders(CommittedBacklogMixin, InfaktSimulatorMixin, TransactionCase):
     """Two sender processes on one backlog, on committed data (real transactions)."""
-
-    def _setup_committed_backlog(self, count):
-        with self.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            poland = env.ref("base.pl")
-            pln = env.ref("base.PLN")
-            pln.active = True
-            company = env["res.company"].create(
-                {"name": f"inFakt concurrency {time.time_ns()}", "vat": "PL5260250274",
-                 "street": "Prosta 1", "city": "Warszawa", "zip": "00-001", "country_id": poland.id,
-                 "currency_id": pln.id}
-            )
-            env["account.chart.template"].try_loading("generic_coa", company=company,
-                                                     install_demo=False)
-            env = env(context={"allowed_company_ids": [company.id]})
-            journal = env["account.journal"].search(
-                [("company_id", "=", company.id), ("type", "=", "sale")], limit=1
-            )
-            tax = env["account.tax"].create(
-                {"name": "VAT 23% concurrency", "amount": 23.0, "type_tax_use": "sale",
-                 "company_id": company.id}
-            )
-            partner = env["res.partner"].create(
-                {"name": "Nowak S.A.", "is_company": True, "vat": "PL7791011327",
-                 "country_id": poland.id, "city": "Poznań", "zip": "60-001",
-                 "street": "Święty Marcin 1"}
-            )
-            account = env["infakt.account"].create(
-                {
-                    "name": "inFakt concurrency",
-                    "company_id": company.id,
-                    "environment": "custom",
-                    "api_url": self.simulator.base_url,
-                    "api_key": API_KEY,
-                    "series_ids": [Command.create({"journal_id": journal.id,
-                                                   "document_type": "invoice"})],
-                    "payment_mapping_ids": [Command.create({"infakt_payment_method": "cash"})],
-                }
-            )
-            moves = env["account.move"].create(
-                [
-                    {
-                        "move_type": "out_invoice",
-                        "partner_id": partner.id,
-                        "journal_id": journal.id,
-                        "invoice_date": "2026-11-24",
-                        "invoice_line_ids": [Command.create(
-                            {"name": f"Usługa {index}", "quantity": 1, "price_unit": 100 + index,
-                             "tax_ids": [Command.set(tax.ids)]}
-                        )],
-                    }
-                    for index in range(count)
-                ]
-            )
-            moves.action_post()
-            self.assertEqual(len(moves.infakt_document_ids), count)
-            return account.id, moves.ids
-
-    def _cleanup(self, account_id):
-        with self.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            account = env["infakt.account"].browse(account_id)
-            account.document_ids.write({"pdf_pending": False, "next_poll_at": False})
-            account.active = False
 
     def test_two_sender_processes_send_each_document_once(self):
         self._start_simulator()
         count = 30
         # Each request takes a little while, so that both senders are busy at the same time.
         self.simulator.add_fault(latency=0.05)
-        account_id, move_ids = self._setup_committed_backlog(count)
+        account_id, move_ids, _names = self._setup_committed_backlog(count, label="concurrency")
         self.addCleanup(self._cleanup, account_id)
         start_at = time.time() + 12
         env_vars = dict(os.environ)

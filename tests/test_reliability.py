@@ -21,7 +21,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
 from ..models.infakt_document import ADVISORY_LOCK_NAMESPACE, TASK_WINDOW_SECONDS
-from .common import API_KEY, InfaktCommon, InfaktSimulatorMixin, wait_until
+from .common import CommittedBacklogMixin, InfaktCommon, InfaktSimulatorMixin, wait_until
 
 CREATE_PATH = "/async/invoices.json"
 
@@ -356,75 +356,10 @@ WORKER_SCRIPT = textwrap.dedent(
 
 
 @tagged("post_install", "-at_install")
-class TestSenderKilled(InfaktSimulatorMixin, TransactionCase):
+class TestSenderKilled(CommittedBacklogMixin, InfaktSimulatorMixin, TransactionCase):
     """7. SIGKILL of the sender while inFakt holds the answer of a create, then a restart."""
 
     COUNT = 3
-
-    def _setup_committed_backlog(self):
-        with self.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            poland = env.ref("base.pl")
-            pln = env.ref("base.PLN")
-            pln.active = True
-            company = env["res.company"].create(
-                {"name": f"inFakt crash {time.time_ns()}", "vat": "PL5260250274",
-                 "street": "Prosta 1", "city": "Warszawa", "zip": "00-001",
-                 "country_id": poland.id, "currency_id": pln.id}
-            )
-            env["account.chart.template"].try_loading("generic_coa", company=company,
-                                                     install_demo=False)
-            env = env(context={"allowed_company_ids": [company.id]})
-            journal = env["account.journal"].search(
-                [("company_id", "=", company.id), ("type", "=", "sale")], limit=1
-            )
-            tax = env["account.tax"].create(
-                {"name": "VAT 23% crash", "amount": 23.0, "type_tax_use": "sale",
-                 "company_id": company.id}
-            )
-            partner = env["res.partner"].create(
-                {"name": "Wiśniewski S.A.", "is_company": True, "vat": "PL7791011327",
-                 "country_id": poland.id, "city": "Gdańsk", "zip": "80-001",
-                 "street": "Długa 1"}
-            )
-            account = env["infakt.account"].create(
-                {
-                    "name": "inFakt crash",
-                    "company_id": company.id,
-                    "environment": "custom",
-                    "api_url": self.simulator.base_url,
-                    "api_key": API_KEY,
-                    "series_ids": [Command.create({"journal_id": journal.id,
-                                                   "document_type": "invoice"})],
-                    "payment_mapping_ids": [Command.create({"infakt_payment_method": "cash"})],
-                }
-            )
-            moves = env["account.move"].create(
-                [
-                    {
-                        "move_type": "out_invoice",
-                        "partner_id": partner.id,
-                        "journal_id": journal.id,
-                        "invoice_date": "2026-11-24",
-                        "invoice_line_ids": [Command.create(
-                            {"name": f"Usługa {index}", "quantity": 1, "price_unit": 200 + index,
-                             "tax_ids": [Command.set(tax.ids)]}
-                        )],
-                    }
-                    for index in range(self.COUNT)
-                ]
-            )
-            moves.action_post()
-            self.assertEqual(len(moves.infakt_document_ids), self.COUNT)
-            return account.id, moves.ids, moves.mapped("name")
-
-    def _cleanup(self, account_id):
-        with self.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            account = env["infakt.account"].browse(account_id)
-            account.document_ids.write({"pdf_pending": False, "next_poll_at": False,
-                                        "ksef_next_check_at": False})
-            account.active = False
 
     def _worker(self, mode, account_id):
         rcfile = config.rcfile if config.rcfile and os.path.isfile(config.rcfile) else ""
@@ -464,7 +399,9 @@ class TestSenderKilled(InfaktSimulatorMixin, TransactionCase):
         # inFakt receives and processes the first create, then holds its answer for a minute.
         self.simulator.add_fault(timeout_next=1, seconds=60, methods=["POST"],
                                  path_contains="/async/invoices")
-        account_id, move_ids, names = self._setup_committed_backlog()
+        account_id, move_ids, names = self._setup_committed_backlog(
+            self.COUNT, label="crash", price_base=200
+        )
         self.addCleanup(self._cleanup, account_id)
 
         sender = self._worker("send", account_id)
