@@ -1,18 +1,17 @@
 import logging
+import re
 import secrets
-import threading
 import time
-from collections import deque
-from datetime import timedelta
 
 from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.tools import SQL
 
+from .. import const
 from ..infakt_api import client as infakt_client
 from ..infakt_api import errors as infakt_errors
+from .infakt_run import InfaktAccountBlocked
 
 _logger = logging.getLogger(__name__)
 
@@ -22,16 +21,13 @@ ENVIRONMENTS = [
     ("custom", "Custom URL"),
 ]
 
-# Seconds to wait for inFakt to connect and to answer.
-REQUEST_TIMEOUT = 30.0
-# A read waits at most this long for the read window; past it inFakt may answer 429, which the
-# callers handle like any rate limit.
-MAX_READ_WAIT = 5.0
-
-# Per process memory of the write requests sent to inFakt, per (database, account):
-# inFakt counts its limits per source IP, so a process paces itself by what it sent.
-_RATE_LOCK = threading.Lock()
-_RATE_HISTORY = {}
+# A request waits at most this long for its moment (the pacer); past it, the step stops and the
+# run plans itself for later. User actions (test connection) wait a little longer.
+MAX_READ_WAIT = 2.0
+MAX_WRITE_WAIT = 10.0
+MAX_USER_WAIT = 10.0
+# Characters that a key pasted from a web page or an e-mail may carry without being part of it.
+_INVISIBLE_CHARACTERS = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff\u00a0]+")
 
 
 def _new_webhook_token():
@@ -438,112 +434,113 @@ class InfaktAccount(models.Model):
         self.ensure_one()
         return infakt_client.base_url_for(self.environment, self.api_url)
 
-    def _get_client(self):
-        """Return an API client for this account (one ``requests.Session`` per account and
-        per call of the scheduled action)."""
+    def _get_client(self, run=None):
+        """An API client for this account; every request it makes waits for its moment in the
+        shared pacer (``infakt.pacer``). Raises :class:`UserError` when the account cannot
+        have one (no key, invalid key or URL), or, inside a run of the scheduled actions,
+        :class:`InfaktAccountBlocked` (the run stops the account and says why, once)."""
         self.ensure_one()
-        api_key = self.sudo().api_key
-        if not api_key:
-            raise UserError(self.env._("The inFakt account %s has no API key.", self.name))
         try:
-            base_url = self._get_base_url()
-        except ValueError as error:
-            raise UserError(str(error)) from error
-        return infakt_client.InfaktClient(
-            api_key, environment=self.environment, base_url=base_url,
-            user_agent="Odoo l10n_pl_infakt",
-            # One number (connect and read): Odoo's test harness only understands scalars.
-            timeout=REQUEST_TIMEOUT,
-            on_request=self._rate_on_request,
-        )
+            api_key = self.sudo().api_key
+            if not api_key:
+                raise UserError(self.env._(
+                    "The inFakt account %s has no API key: paste the key made in inFakt "
+                    "(Settings > API).", self.name))
+            try:
+                base_url = self._get_base_url()
+                return infakt_client.InfaktClient(
+                    api_key, environment=self.environment, base_url=base_url,
+                    user_agent="Odoo l10n_pl_infakt",
+                    timeout=self._infakt_timeout(),
+                    on_request=self._infakt_pacing_hook(base_url, run),
+                )
+            except ValueError as error:
+                raise UserError(self.env._(
+                    "The inFakt account %(account)s cannot connect: %(error)s",
+                    account=self.name, error=error)) from error
+        except UserError as error:
+            if run is not None:
+                raise InfaktAccountBlocked(self, str(error.args[0])) from error
+            raise
+
+    def _infakt_client(self, run):
+        return self._get_client(run=run)
+
+    @staticmethod
+    def _infakt_timeout():
+        timeout_class = getattr(infakt_client, "RequestTimeout", None)
+        if timeout_class is not None:
+            return timeout_class(const.HTTP_CONNECT_TIMEOUT, const.HTTP_READ_TIMEOUT)
+        return const.HTTP_READ_TIMEOUT
 
     def _describe_error(self, error):
         """Words a person understands for an API error raised while talking to inFakt."""
-        if isinstance(error, infakt_errors.InfaktAuthError):
-            return self.env._("inFakt rejected the API key (401). Create a new key in inFakt under "
-                     "Settings > API and paste it here.")
-        if isinstance(error, infakt_errors.InfaktPlanError):
-            return self.env._("The inFakt plan of this account does not include the API (402). "
-                     "Change the plan in inFakt.")
-        if isinstance(error, infakt_errors.InfaktPermissionError):
-            return self.env._("The API key is missing a permission (scope) or inFakt blocked the "
-                     "address (403). Create a key with the invoices read and write scopes.")
-        if isinstance(error, infakt_errors.InfaktRateLimited):
-            return self.env._("inFakt asks to slow down (rate limit). It will be retried.")
-        if isinstance(error, infakt_errors.InfaktInDoubt):
-            return self.env._("The answer of inFakt was lost; whether the document was created is "
-                     "being checked.")
-        if isinstance(error, infakt_errors.InfaktTransientError):
-            return self.env._("inFakt could not be reached (%s).", error.message)
-        return error.message or str(error)
+        return self.env["infakt.document"]._infakt_describe(error)
 
     # ------------------------------------------------------------------------------------
-    # Rate limit pacing
+    # Pacing (shared by every account with the same egress, and every Odoo process)
     # ------------------------------------------------------------------------------------
-    def _rate_key(self, kind):
-        return (self.env.cr.dbname, self.id, kind)
-
-    def _rate_limit(self, kind):
-        return self.rate_limit_write if kind == "write" else self.rate_limit_read
-
-    def _rate_wait_time(self, kind="write"):
-        """Seconds to wait before the next ``kind`` ("write" or "read") request keeps this
-        account under inFakt's limit. Writes also count the creates other Odoo processes
-        started in the window (from the documents), so that several workers share one
-        window."""
+    def _infakt_egress(self, base_url=None):
         self.ensure_one()
-        now = time.monotonic()
-        window = self.rate_limit_window
-        limit = self._rate_limit(kind)
-        wait = 0.0
-        with _RATE_LOCK:
-            history = _RATE_HISTORY.setdefault(self._rate_key(kind), deque())
-            while history and history[0] <= now - window:
-                history.popleft()
-            if len(history) >= limit:
-                wait = max(0.0, history[-limit] + window - now)
-        if kind == "write":
-            wait = max(wait, self._rate_db_write_wait(window, limit))
-        return wait
+        return self.env["infakt.pacer"]._egress_of(base_url or self._get_base_url())
 
-    def _rate_db_write_wait(self, window, limit):
-        wall_now = fields.Datetime.now()
-        self.env.cr.execute(
-            SQL(
-                """SELECT sending_started_at FROM infakt_document
-                    WHERE account_id = %s AND sending_started_at > %s
-                    ORDER BY sending_started_at DESC LIMIT %s""",
-                self.id,
-                wall_now - timedelta(seconds=window),
-                limit,
-            )
-        )
-        started = [row[0] for row in self.env.cr.fetchall()]
-        if len(started) < limit:
-            return 0.0
-        return max(0.0, (started[-1] + timedelta(seconds=window) - wall_now).total_seconds())
+    def _infakt_spacing(self, kind):
+        limit = self.rate_limit_write if kind == "write" else self.rate_limit_read
+        return self.rate_limit_window / max(1, limit - 1)
 
-    def _rate_record(self, kind="write"):
-        with _RATE_LOCK:
-            _RATE_HISTORY.setdefault(self._rate_key(kind), deque()).append(time.monotonic())
+    def _infakt_pacing_hook(self, base_url, run):
+        """The client's ``on_request``: wait for this request's moment, or give up (the step
+        stops and its run plans the next one) when that moment is too far away."""
+        account = self.sudo()
+        egress = account._infakt_egress(base_url)
+        spacing = {kind: account._infakt_spacing(kind) for kind in ("read", "write")}
+        Pacer = self.env["infakt.pacer"].sudo()
 
-    def _rate_pause(self, seconds, kind="write"):
-        """After a 429: consider the whole window used for ``seconds`` from now on."""
-        now = time.monotonic()
-        limit = self._rate_limit(kind)
-        with _RATE_LOCK:
-            history = _RATE_HISTORY.setdefault(self._rate_key(kind), deque())
-            history.clear()
-            history.extend([now - self.rate_limit_window + seconds] * limit)
-
-    def _rate_on_request(self, method, path):
-        """Client hook: count every request; reads wait for the read window (a little)."""
-        kind = "read" if method == "GET" else "write"
-        if kind == "read":
-            wait = self._rate_wait_time("read")
+        def on_request(method, path):
+            kind = "read" if method in ("GET", "HEAD") else "write"
+            if run is None:
+                max_wait = MAX_USER_WAIT
+            else:
+                cap = MAX_READ_WAIT if kind == "read" else MAX_WRITE_WAIT
+                max_wait = max(0.0, min(cap, run.remaining()))
+            wait = Pacer._reserve(egress, kind, spacing[kind], max_wait)
+            if wait < 0:
+                error = infakt_errors.InfaktRateLimited(
+                    "waiting for the pace of inFakt's limits", retry_after=-wait)
+                error.from_pacer = True
+                raise error
             if wait > 0:
-                time.sleep(min(wait, MAX_READ_WAIT))
-        self._rate_record(kind)
+                time.sleep(wait)
+        return on_request
+
+    def _infakt_pause(self, kind, seconds):
+        """inFakt answered 429: pause requests of ``kind`` to its host for everybody."""
+        self.ensure_one()
+        self.env["infakt.pacer"].sudo()._pause(self._infakt_egress(), kind, seconds)
+
+    # ------------------------------------------------------------------------------------
+    # Circuit breaker
+    # ------------------------------------------------------------------------------------
+    def _infakt_block(self, message):
+        """The account cannot talk to inFakt (key rejected, plan, permission, no key): stop
+        its work, say so once on the account. Its documents keep their place; a successful
+        Test connection (or a new key) lets them go on."""
+        author = self.env.ref("base.partner_root", raise_if_not_found=False)
+        for account in self.sudo():
+            if account.connection_state == "failed" and account.connection_message == message:
+                continue
+            account.write({
+                "connection_state": "failed",
+                "connection_message": message,
+                "connection_tested_at": fields.Datetime.now(),
+            })
+            account = account.with_context(
+                lang=account.company_id.partner_id.lang or self.env.lang)
+            account.message_post(
+                body=Markup("%s<br/>%s") % (
+                    account.env._("Sending to inFakt is stopped for this account:"), message),
+                author_id=author.id if author else None, subtype_xmlid="mail.mt_note",
+            )
 
     # ------------------------------------------------------------------------------------
     # Actions
@@ -571,14 +568,21 @@ class InfaktAccount(models.Model):
             except infakt_errors.InfaktError as error:
                 message = self.env._(
                     "Connected to inFakt, but the bank accounts could not be read: %s",
-                            self._describe_error(error))
+                    self._describe_error(error))
                 message_type = "warning"
-        except infakt_errors.InfaktError as error:
+        except (infakt_errors.InfaktAuthError, infakt_errors.InfaktPlanError,
+                infakt_errors.InfaktPermissionError) as error:
             state = "failed"
             message = self._describe_error(error)
             message_type = "danger"
+        except infakt_errors.InfaktError as error:
+            # Unreachable, or slow: says nothing about the key; sending is not stopped.
+            state = "untested"
+            message = self._describe_error(error)
+            message_type = "warning"
         finally:
             client.close()
+        was_failed = self.connection_state == "failed"
         self.write(
             {
                 "connection_state": state,
@@ -586,6 +590,13 @@ class InfaktAccount(models.Model):
                 "connection_tested_at": fields.Datetime.now(),
             }
         )
+        if was_failed and state != "failed":
+            self.message_post(body=self.env._("Sending to inFakt goes on: %s", message),
+                              subtype_xmlid="mail.mt_note")
+        if state == "ok":
+            Document = self.env["infakt.document"]
+            Document._trigger_sender()
+            Document._trigger_processor()
         return self._notify(message, message_type)
 
     def action_refresh_bank_accounts(self):
@@ -700,12 +711,29 @@ class InfaktAccount(models.Model):
                         )
                     ) from error
 
-    @staticmethod
-    def _take_new_api_key(vals):
+    def _clean_secret(self, value, label):
+        """A pasted key or secret without the spaces, line breaks and invisible characters a web
+        page or an e-mail adds; refused when something else is not a printable ASCII character
+        (inFakt's keys and secrets are)."""
+        if not value:
+            return value
+        cleaned = _INVISIBLE_CHARACTERS.sub("", value)
+        if not cleaned.isascii() or not cleaned.isprintable():
+            raise ValidationError(self.env._(
+                "The %s contains characters that cannot be part of it: copy it again from "
+                "inFakt.", label))
+        return cleaned
+
+    def _take_new_api_key(self, vals):
         """The pasted key goes to ``api_key`` and never comes back to the form."""
         new_key = vals.pop("api_key_new", None)
         if new_key and new_key.strip():
-            vals["api_key"] = new_key.strip()
+            vals["api_key"] = new_key
+        if vals.get("api_key"):
+            vals["api_key"] = self._clean_secret(vals["api_key"], self.env._("API key"))
+        if vals.get("webhook_secret"):
+            vals["webhook_secret"] = self._clean_secret(
+                vals["webhook_secret"], self.env._("webhook HMAC secret"))
         return vals
 
     @api.model_create_multi

@@ -1,25 +1,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-# inFakt's fixed list of payment methods (API v3 invoice.payment_method).
-INFAKT_PAYMENT_METHODS = [
-    ("transfer", "Transfer"),
-    ("cash", "Cash"),
-    ("card", "Card"),
-    ("barter", "Barter"),
-    ("check", "Cheque"),
-    ("bill_of_sale", "Bill of exchange"),
-    ("delivery", "Cash on delivery"),
-    ("compensation", "Compensation"),
-    ("accredited", "Letter of credit"),
-    ("paypal", "PayPal"),
-    ("instalment_sale", "Instalment sale"),
-    ("payu", "PayU"),
-    ("tpay", "Tpay"),
-    ("przelewy24", "Przelewy24"),
-    ("dotpay", "Dotpay"),
-    ("other", "Other"),
-]
+from ..const import INFAKT_PAYMENT_METHODS
 
 
 class InfaktPaymentMapping(models.Model):

@@ -1,9 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..const import DOCUMENT_TYPES
 from .infakt_account import _problems_html
-
-DOCUMENT_TYPES = [("invoice", "FV - Invoice"), ("correction", "KOR - Correction")]
 
 
 class InfaktSeries(models.Model):

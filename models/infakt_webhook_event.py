@@ -1,10 +1,16 @@
 import logging
+from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.tools import SQL
 
+from .. import const
 from ..infakt_api.webhook import clean_text
 
 _logger = logging.getLogger(__name__)
+
+# An event that matches no document yet is looked at again this often (within the grace).
+EVENT_RETRY_SECONDS = 2
 
 # Only these parts of a delivery are kept: no buyer data is stored.
 KEPT_RESOURCE_KEYS = (
@@ -60,6 +66,8 @@ class InfaktWebhookEvent(models.Model):
     resource = fields.Json(readonly=True)
     document_id = fields.Many2one("infakt.document", readonly=True, ondelete="set null")
     note = fields.Char(readonly=True)
+    # An event that matches no document yet is looked at again from this moment.
+    retry_at = fields.Datetime(readonly=True)
 
     _sql_constraints = [
         (
@@ -89,41 +97,69 @@ class InfaktWebhookEvent(models.Model):
         }
 
     @api.model
-    def _process_pending(self, limit=500):
-        """Nudge the documents the new events are about; the truth is read from the API."""
-        events = self.sudo().search([("state", "=", "new")], order="id", limit=limit)
-        if not events:
-            return 0
-        Document = self.env["infakt.document"].sudo()
+    def _has_pending(self):
+        """True when an event waits to be applied (a cheap check while the processor waits)."""
+        self.env.cr.execute(SQL(
+            """SELECT 1 FROM infakt_webhook_event
+                WHERE state = 'new' AND (retry_at IS NULL OR retry_at <= %s) LIMIT 1""",
+            fields.Datetime.now(),
+        ))
+        return bool(self.env.cr.fetchone())
+
+    @api.model
+    def _process_pending(self, run, limit=200):
+        """Apply the new events to their documents: nudges, no HTTP (the truth is read from the
+        API by the steps). An event that matches no document yet is kept for a while: its
+        create's task reference is committed a moment after inFakt accepted the create, and a
+        webhook can be faster than that."""
+        now = fields.Datetime.now()
+        self.env.flush_all()
+        self.env.cr.execute(SQL(
+            """SELECT id FROM infakt_webhook_event
+                WHERE state = 'new' AND (retry_at IS NULL OR retry_at <= %s)
+                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
+            now, limit,
+        ))
+        events = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
         for event in events:
-            document = Document.browse()
-            if event.task_reference:
-                document = Document.search(
-                    [
-                        ("account_id", "=", event.account_id.id),
-                        ("task_reference", "=", event.task_reference),
-                    ],
-                    limit=1,
-                )
-            if not document and event.invoice_uuid:
-                document = Document.search(
-                    [
-                        ("account_id", "=", event.account_id.id),
-                        ("infakt_uuid", "=", event.invoice_uuid),
-                    ],
-                    limit=1,
-                )
-            if not document:
-                event.write({"state": "ignored", "note": "No document matches this event."})
-                continue
-            handled = document._on_webhook_event(event)
-            event.write(
-                {
-                    "document_id": document.id,
-                    "state": "done" if handled else "ignored",
-                }
-            )
+            try:
+                with self.env.cr.savepoint():
+                    event._apply()
+            except Exception:  # noqa: BLE001 - one event never stops the others
+                _logger.exception("inFakt: webhook event %s could not be applied", event.id)
+                with self.env.cr.savepoint():
+                    event.write({"state": "ignored", "note": "Could not be applied."})
+        run.commit()
         return len(events)
+
+    def _apply(self):
+        self.ensure_one()
+        document = self._matching_document()
+        if not document:
+            if fields.Datetime.now() - self.received_at > timedelta(
+                    seconds=const.EVENT_GRACE_SECONDS):
+                self.write({"state": "ignored", "note": "No document matches this event."})
+            else:
+                self.write({"retry_at": fields.Datetime.now() + timedelta(
+                    seconds=EVENT_RETRY_SECONDS)})
+            return
+        document = document.with_context(lang=document._infakt_reader_lang())
+        handled = document._infakt_on_event(self)
+        self.write({"document_id": document.id, "state": "done" if handled else "ignored",
+                    "retry_at": False})
+
+    def _matching_document(self):
+        self.ensure_one()
+        Document = self.env["infakt.document"].sudo()
+        domain = [("account_id", "=", self.account_id.id), ("state", "!=", "cancelled")]
+        if self.task_reference:
+            document = Document.search(domain + [("task_reference", "=", self.task_reference)],
+                                       limit=1)
+            if document:
+                return document
+        if self.invoice_uuid:
+            return Document.search(domain + [("infakt_uuid", "=", self.invoice_uuid)], limit=1)
+        return Document
 
     @api.model
     def _cron_cleanup(self, days=90):

@@ -117,10 +117,13 @@ class TestConfiguration(InfaktCommon):
             account.action_test_connection()
             self.assertEqual(account.connection_state, "failed")
             self.assertIn(words, account.connection_message)
+        # Unreachable says nothing about the key: the account is not stopped, and the message
+        # says what happened.
         account.write({"api_url": "http://127.0.0.1:9/api/v3", "api_key_new": API_KEY})
         account.action_test_connection()
-        self.assertEqual(account.connection_state, "failed")
+        self.assertEqual(account.connection_state, "untested")
         self.assertIn("could not be reached", account.connection_message)
+        self.assertNotIn("key", account.connection_message)
 
     def test_custom_url_must_end_in_api_v3(self):
         with self.assertRaises(ValidationError):

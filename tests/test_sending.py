@@ -140,9 +140,8 @@ class TestSending(InfaktCommon):
         self.assertEqual(invoice.infakt_state, "error")
         self.assertEqual(order.infakt_state, "error")
         self.assertIn(self.error_tag, order.tag_ids)
-        activities = invoice.activity_ids.filtered(
-            lambda a: a.activity_type_id == self.env.ref("mail.mail_activity_data_warning")
-        )
+        error_type = self.env.ref("l10n_pl_infakt.mail_activity_infakt_error")
+        activities = invoice.activity_ids.filtered(lambda a: a.activity_type_id == error_type)
         self.assertEqual(len(activities), 1)
         self.assertFalse(self.sim_invoices())
         # A second failure does not pile up activities.
@@ -150,10 +149,7 @@ class TestSending(InfaktCommon):
         self.send_and_complete(invoice)
         self.assertEqual(document.state, "error")
         self.assertEqual(
-            len(invoice.activity_ids.filtered(
-                lambda a: a.activity_type_id == self.env.ref("mail.mail_activity_data_warning"))),
-            1,
-        )
+            len(invoice.activity_ids.filtered(lambda a: a.activity_type_id == error_type)), 1)
         # Fix: read the bank accounts again, choose the one inFakt knows, send again.
         self.infakt_account.action_refresh_bank_accounts()
         self.assertEqual(self.infakt_account.bank_account_id.account_number, "PL11 1111")
@@ -162,11 +158,7 @@ class TestSending(InfaktCommon):
         self.assertEqual(document.state, "done", document.error_message)
         self.assertEqual(order.infakt_state, "ok")
         self.assertNotIn(self.error_tag, order.tag_ids)
-        self.assertFalse(
-            invoice.activity_ids.filtered(
-                lambda a: a.activity_type_id == self.env.ref("mail.mail_activity_data_warning")
-            )
-        )
+        self.assertFalse(invoice.activity_ids.filtered(lambda a: a.activity_type_id == error_type))
         self.assertEqual(len(self.sim_invoices()), 1)
 
     def test_configuration_error_names_the_field(self):
@@ -254,12 +246,12 @@ class TestSending(InfaktCommon):
         self.run_sender()
         document = invoice.infakt_document_ids
         self.assertEqual(document.state, "processing")
-        client = self.infakt_account._get_client()
+        run = document._infakt_new_run(time_budget=20, with_commit=False)
         delays = []
         for _poll in range(6):
-            document._poll(client)
+            document._infakt_poll_one(run)
             delays.append((document.next_poll_at - fields.Datetime.now()).total_seconds())
-        client.close()
+        run.close()
         self.assertEqual(document.poll_count, 6)
         self.assertEqual(document.state, "processing")
         # A second apart at first, then further and further apart.

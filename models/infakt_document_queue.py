@@ -1,0 +1,55 @@
+import psycopg2
+
+from odoo import api, models
+
+
+class InfaktDocument(models.Model):
+    """Step 1: queue. A posted invoice or credit note of an inFakt series gets one ``to_send``
+    document, inside the posting transaction, without any HTTP call (posting never waits for
+    inFakt, nor fails because inFakt is slow or down)."""
+
+    _inherit = "infakt.document"
+
+    @api.model
+    def _queue_moves(self, moves, force=False):
+        """One ``to_send`` document per posted move of a series of an active account (accounts
+        with automatic sending only, unless ``force``); moves that already have an active
+        document are left alone. Returns the documents created."""
+        Series = self.env["infakt.series"].sudo()
+        series_by_key = Series._series_by_journal_and_type(moves.journal_id)
+        vals_list = []
+        for move in moves:
+            if move.state != "posted":
+                continue
+            series = series_by_key.get((move.journal_id.id, move._infakt_document_type()))
+            if not series or (not force and not series.account_id.auto_send):
+                continue
+            if move.sudo().infakt_document_ids.filtered(lambda d: d.state != "cancelled"):
+                continue
+            vals_list.append({
+                "move_id": move.id,
+                "account_id": series.account_id.id,
+                "document_type": series.document_type,
+                "state": "to_send",
+            })
+        if not vals_list:
+            return self.browse()
+        Document = self.sudo().with_context(mail_create_nolog=True, tracking_disable=True)
+        try:
+            # The database keeps one active document per invoice, also when two users send
+            # the same invoice at the same moment.
+            with self.env.cr.savepoint():
+                documents = Document.create(vals_list)
+        except psycopg2.errors.UniqueViolation:
+            documents = Document.browse()
+            for vals in vals_list:
+                try:
+                    with self.env.cr.savepoint():
+                        documents |= Document.create(vals)
+                except psycopg2.errors.UniqueViolation:
+                    continue
+        for document in documents:
+            document.move_id.sudo().infakt_document_id = document
+        if documents:
+            self._trigger_sender()
+        return documents
