@@ -553,6 +553,21 @@ class InfaktClient:
             raise InfaktUnexpectedResponse(f"inFakt answered GET {path} without a list")
         return entities
 
+    @staticmethod
+    def _last_page(data, entities, offset):
+        """True when a list page is the last one: paging follows ``metainfo.total_count``
+        and the rows actually returned, never ``metainfo.count`` (which inFakt may report
+        as its default page size whatever the limit). Without a usable ``total_count`` a
+        short page ends the list."""
+        if not entities:
+            return True
+        total = None
+        if isinstance(data, dict) and isinstance(data.get("metainfo"), dict):
+            total = data["metainfo"].get("total_count")
+        if isinstance(total, bool) or not isinstance(total, int):
+            return len(entities) < LIST_LIMIT
+        return offset >= total
+
     def _list_all(self, path, params, max_pages):
         """``(rows, complete)``: up to ``max_pages`` pages of 100; ``complete`` when the
         last page was reached."""
@@ -563,11 +578,8 @@ class InfaktClient:
             data = self._get(path, page_params)
             entities = self._entities(data, path)
             results.extend(entities)
-            total = None
-            if isinstance(data, dict) and isinstance(data.get("metainfo"), dict):
-                total = data["metainfo"].get("total_count")
             offset += len(entities)
-            if len(entities) < LIST_LIMIT or not isinstance(total, int) or offset >= total:
+            if self._last_page(data, entities, offset):
                 return results, True
         return results, False
 
@@ -735,13 +747,7 @@ class InfaktClient:
                         seen.add(key)
                     yield spec.name, entity
                 offset += len(entities)
-                total = None
-                if isinstance(data, dict) and isinstance(data.get("metainfo"), dict):
-                    total = data["metainfo"].get("total_count")
-                if isinstance(total, bool) or not isinstance(total, int):
-                    total = None
-                if not entities or (total is not None and offset >= total) or (
-                        total is None and len(entities) < LIST_LIMIT):
+                if self._last_page(data, entities, offset):
                     finished = True
                     break
             if not finished:

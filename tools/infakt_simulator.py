@@ -221,47 +221,85 @@ VAT_EXEMPTION_MAX_ID = 100000
 # The GTU codes are fixed by law (GTU_01..GTU_13), so other ids are refused. GTU_13's texts are
 # not in any recorded example (PM shows 10 of 13 on its first page plus 11 and 12 elsewhere);
 # they are written here from the law.
+# GET /gtus.json: PM "Kody GTU" shows ids 1-10 on its first page (total 13) and 11, 12 in its
+# "Listuj wybrane" example; the texts are PM's. The GTU codes are fixed by law (GTU_01..GTU_13),
+# so other ids are refused. GTU_13's texts are in no recorded example: written here.
 GTUS = (
-    (1, "Dostawa napojów alkoholowych",
-     "Dostawa napojów alkoholowych - alkoholu etylowego, piwa, wina, napojów fermentowanych i "
-     "wyrobów pośrednich, w rozumieniu przepisów o podatku akcyzowym."),
-    (2, "Dostawa paliw silnikowych", "Dostawa towarów, o których mowa w art. 103 ust. 5aa "
-     "ustawy."),
-    (3, "Dostawa oleju opałowego, olejów smarownych oraz smarów plastycznych itp.",
+    (1,
+     "Dostawa napojów alkoholowych",
+     "Dostawa napojów alkoholowych - alkoholu etylowego, piwa, wina, napojów "
+     "fermentowanych i wyrobów pośrednich, w rozumieniu przepisów o podatku "
+     "akcyzowym."),
+    (2,
+     "Dostawa paliw silnikowych",
+     "Dostawa towarów, o których mowa w art. 103 ust. 5aa ustawy."),
+    (3,
+     "Dostawa oleju opałowego, olejów smarownych oraz smarów plastycznych itp.",
      "Dostawa oleju opałowego w rozumieniu przepisów o podatku akcyzowym oraz olejów "
-     "smarowych (…)."),
-    (4, "Dostawa wyrobów tytoniowych oraz wyborów nowatorskich",
-     "Dostawa wyrobów tytoniowych, suszu tytoniowego, płynu do papierosów elektronicznych i "
-     "wyrobów nowatorskich, w rozumieniu przepisów o podatku akcyzowym."),
-    (5, "Dostawa odpadów", "Dostawa odpadów - wyłącznie określonych w poz. 79-91 załącznika "
-     "nr 15 do ustawy."),
-    (6, "Dostawa urządzeń elektronicznych oraz części i materiałów do nich",
+     "smarowych, pozostałych olejów o kodach CN od 2710 19 71 do 2710 19 99, z "
+     "wyłączeniem wyrobów o kodzie CN 2710 19 85 (oleje białe, parafina ciekła) oraz "
+     "smarów plastycznych zaliczanych do kodu CN 2710 19 99, olejów smarowych o "
+     "kodzie CN 2710 20 90, preparatów smarowych objętych pozycją CN 3403, z "
+     "wyłączeniem smarów plastycznych objętych tą pozycją."),
+    (4,
+     "Dostawa wyrobów tytoniowych oraz wyborów nowatorskich",
+     "Dostawa wyrobów tytoniowych, suszu tytoniowego, płynu do papierosów "
+     "elektronicznych i wyrobów nowatorskich, w rozumieniu przepisów o podatku "
+     "akcyzowym."),
+    (5,
+     "Dostawa odpadów",
+     "Dostawa odpadów - wyłącznie określonych w poz. 79-91 załącznika nr 15 do "
+     "ustawy."),
+    (6,
+     "Dostawa urządzeń elektronicznych oraz części i materiałów do nich",
      "Dostawa urządzeń elektronicznych oraz części i materiałów do nich, wyłącznie "
      "określonych w poz. 7-9, 59-63, 65, 66, 69 i 94-96 załącznika nr 15 do ustawy."),
-    (7, "Dostawa pojazdów oraz części samochodowych",
-     "Dostawa pojazdów oraz części samochodowych o kodach wyłącznie CN 8701 - 8708 oraz "
-     "CN 8708 10."),
-    (8, "Dostawa metali szlachetnych oraz nieszlachetnych",
-     "Dostawa metali szlachetnych oraz nieszlachetnych - wyłącznie określonych w poz. 1-3 "
-     "załącznika nr 12 do ustawy oraz w poz. 12-25, 33-40, 45, 46, 56 i 78 załącznika nr 15 "
-     "do ustawy."),
-    (9, "Dostawa leków oraz wyrobów medycznych",
-     "Dostawa leków oraz wyrobów medycznych - produktów leczniczych, środków spożywczych "
-     "specjalnego przeznaczenia żywieniowego oraz wyrobów medycznych (…)."),
-    (10, "Dostawa budynków, budowli i gruntów.", "Dostawa budynków, budowli i gruntów."),
-    (11, "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów cieplarnianych",
-     "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów cieplarnianych (…)."),
-    (12, "Świadczenie usług doradczych, księgowych, prawnych, zarządczych, szkoleniowych, "
-     "marketingowych, firm centralnych, reklamowych, badania rynku i opinii publicznej, w "
-     "zakresie badań naukowych i prac rozwojowych.",
-     "Świadczenie usług o charakterze niematerialnym (…)."),
-    (13, "Świadczenie usług transportowych i gospodarki magazynowej",
-     "Świadczenie usług transportowych i gospodarki magazynowej (simulator text)."),
+    (7,
+     "Dostawa pojazdów oraz części samochodowych",
+     "Dostawa pojazdów oraz części samochodowych o kodach wyłącznie CN 8701 - 8708 "
+     "oraz CN 8708 10."),
+    (8,
+     "Dostawa metali szlachetnych oraz nieszlachetnych",
+     "Dostawa metali szlachetnych oraz nieszlachetnych - wyłącznie określonych w "
+     "poz. 1-3 załącznika nr 12 do ustawy oraz w poz. 12-25, 33-40, 45, 46, 56 i 78 "
+     "załącznika nr 15 do ustawy."),
+    (9,
+     "Dostawa leków oraz wyrobów medycznych",
+     "Dostawa leków oraz wyrobów medycznych - produktów leczniczych, środków "
+     "spożywczych specjalnego przeznaczenia żywieniowego oraz wyrobów medycznych, "
+     "objętych obowiązkiem zgłoszenia, o którym mowa w art. 37av ust. 1 ustawy z "
+     "dnia 6 września 2001 r. - Prawo farmaceutyczne (Dz. U. z 2019 r. poz. 499, z "
+     "późn. zm.)."),
+    (10,
+     "Dostawa budynków, budowli i gruntów.",
+     "Dostawa budynków, budowli i gruntów."),
+    (11,
+     "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów "
+     "cieplarnianych",
+     "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów "
+     "cieplarnianych, o których mowa w ustawie z dnia 12 czerwca 2015 r. o systemie "
+     "handlu uprawnieniami do emisji gazów cieplarnianych (Dz. U. z 2018 r. poz. "
+     "1201 i 2538 oraz z 2019 r. poz. 730, 1501 i 1532)."),
+    (12,
+     "Świadczenie usług doradczych, księgowych, prawnych, zarządczych, "
+     "szkoleniowych, marketingowych, firm centralnych, reklamowych, badania rynku i "
+     "opinii publicznej, w zakresie badań naukowych i prac rozwojowych.",
+     "Świadczenie usług o charakterze niematerialnym - wyłącznie: doradczych, "
+     "księgowych, prawnych, zarządczych, szkoleniowych, marketingowych, firm "
+     "centralnych (head offices), reklamowych, badania rynku i opinii publicznej, w "
+     "zakresie badań naukowych i prac rozwojowych."),
+    (13,
+     "Świadczenie usług transportowych i gospodarki magazynowej",
+     "Świadczenie usług transportowych i gospodarki magazynowej (tekst symulatora)."),
 )
 # GET /documents_markings/incomes.json (PM "Oznaczenia dokumentów przychodowych", all 13). The
 # related-party marker TP is id 3.
 DOCUMENT_MARKINGS = (
-    (1, "SW", "Sprzedaż wysyłkowa", "Sprzedaż wysyłkowa z terytorium kraju (…)"),
+    (1, "SW", "Sprzedaż wysyłkowa",
+     "Sprzedaż wysyłkowa z terytorium kraju (sprzedawcą jest podatnik VAT, nabywcą jest "
+     "kontrahent z kraju UE, który jest podatnikiem nie zarejestrowanym do UE lub inny "
+     "nievatowiec); oznaczenie daję informację US w zakresie miejsca opodatkowania transakcji "
+     "(limit sprzedaży wysyłkowej)"),
     (2, "EE", "Usługi elektroniczne", "Usługi elektroniczne"),
     (3, "TP", "Transakcja powiązana",
      "Transakcja powiązana (istnieje powiązanie pomiędzy dostawcą a nabywcą)"),
@@ -1967,6 +2005,12 @@ class InfaktSimulator:
                        "Nieznany sposób płatności. " + MSG_PAYMENT_METHOD)
         elif payment_method == "transfer":
             number = data.get("bank_account") or defaults.get("bank_account")
+            if number in (None, ""):
+                # assumption: without a number inFakt prints the account's default bank
+                # account (GH's example sends transfer without one); a number it does not
+                # know (or not verified) is refused with 422 (PM)
+                number = next((a.get("account_number") for a in self._config["bank_accounts"]
+                               if a.get("default")), None)
             account = self._find_bank_account_locked(number)
             if account is None or not account.get("verified", True):
                 _add_error(errors, "bank_account",
@@ -2179,6 +2223,15 @@ class InfaktSimulator:
                 return document
         return None
 
+    def _copy_services_locked(self, document):
+        services = []
+        for row in document["services"]:
+            copied = copy.deepcopy(row)
+            copied["id"] = self._next_service_id
+            self._next_service_id += 1
+            services.append(copied)
+        return services
+
     def _build_advance_locked(self, data):
         """An advance invoice (PM "Faktury zaliczkowe"): the services are the whole order,
         ``advance_price`` the down payment (grosze). A later advance links the previous one
@@ -2200,12 +2253,7 @@ class InfaktSimulator:
                 "vat_exemption_reason")}
         document, dates = self._common_locked(data, ADVANCE_FIELDS, errors, defaults, False)
         if data.get("services") in (None, []) and previous is not None:
-            services = []
-            for row in previous["services"]:
-                copied = copy.deepcopy(row)
-                copied["id"] = self._next_service_id
-                self._next_service_id += 1
-                services.append(copied)
+            services = self._copy_services_locked(previous)
         else:
             services = self._services_locked(
                 data, errors, "Faktura zaliczkowa musi zawierać pozycje zamówienia.")
@@ -2261,8 +2309,13 @@ class InfaktSimulator:
                 "payment_method", "bank_account", "currency", "vat_exchange_date_kind",
                 "vat_exemption_reason")}
         document, dates = self._common_locked(data, FINAL_FIELDS, errors, defaults, False)
-        services = self._services_locked(
-            data, errors, "Faktura końcowa musi zawierać co najmniej jedną pozycję.")
+        if data.get("services") in (None, []) and last is not None:
+            # PM's example "Tworzenie faktury końcowej" sends no services: the simulator
+            # takes the order's lines from the last advance, as for a later advance
+            services = self._copy_services_locked(last)
+        else:
+            services = self._services_locked(
+                data, errors, "Faktura końcowa musi zawierać co najmniej jedną pozycję.")
         reason = self._check_exemption_locked(data, services, errors, defaults)
         number = self._number_locked(data, errors, self._finals, "final", dates["invoice_date"])
         if errors:

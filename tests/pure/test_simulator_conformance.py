@@ -385,8 +385,6 @@ VALIDATION_CASES = [
      "payment_method"),
     ("unknown payment method", lambda: invoice_payload(payment_method="bitcoin"),
      "payment_method"),
-    ("transfer without bank account", lambda: _without(invoice_payload(), "bank_account"),
-     "bank_account"),
     ("transfer with unknown account",
      lambda: invoice_payload(bank_account="PL27114020040000300201355387"), "bank_account"),
     ("bad tax symbol", lambda: invoice_payload(services=[
@@ -422,6 +420,17 @@ def test_validation_errors_end_the_task_with_422(http, simulator, case, make, fi
     errors = task_errors(http, simulator, make())
     assert field in errors, errors
     assert simulator.state()["invoices"] == []
+
+
+def test_transfer_without_bank_account_uses_the_default_one(http, simulator):
+    """OL: "'transfer' 422s unless the seller has a bank account configured on the Infakt
+    side"; GH's example sends transfer without bank_account."""
+    simulator.configure(task_delay=0)
+    invoice = create_invoice(http, simulator, _without(invoice_payload(), "bank_account"))
+    assert invoice["bank_account"] == ACCOUNT
+    simulator.configure(bank_accounts=[])
+    errors = task_errors(http, simulator, _without(invoice_payload(), "bank_account"))
+    assert "bank_account" in errors
 
 
 def test_missing_payment_method_message_is_documented(http, simulator):
