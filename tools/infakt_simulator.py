@@ -1723,7 +1723,11 @@ class InfaktSimulator:
             self._complete_mark_paid_locked(task)
             return
         kind = task["doc"]
-        document, errors = self._build_document_locked(kind, task["payload"])
+        try:
+            document, errors = self._build_document_locked(kind, task["payload"])
+        except Exception:  # noqa: BLE001 - a simulator bug must not stop the task thread
+            traceback.print_exc()
+            document, errors = None, {"base": ["Wewnętrzny błąd symulatora."]}
         emit_async = kind != "corrective" or self._config["webhook_async_corrective"]
         if errors:
             task["code"] = 422
@@ -1905,27 +1909,34 @@ class InfaktSimulator:
         if not isinstance(raw, dict):
             _add_error(errors, "services", "Nieprawidłowa pozycja faktury.")
             return None
-        before = sum(len(v) for v in errors.values())
+        problems = []  # this row's errors (``errors`` dedupes messages across rows)
+
+        def fail(field, message):
+            problems.append(field)
+            _add_error(errors, field, message)
+
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
-            _add_error(errors, "services.name", "Nazwa pozycji nie może być pusta.")
+            fail("services.name", "Nazwa pozycji nie może być pusta.")
         symbol = raw.get("tax_symbol")
         symbol = str(symbol) if isinstance(symbol, (str, int)) and not isinstance(
             symbol, bool) else None
         if symbol not in TAX_RATES:
-            _add_error(errors, "services.tax_symbol",
-                       "Nieprawidłowa stawka VAT (dozwolone: {}).".format(", ".join(TAX_RATES)))
+            fail("services.tax_symbol",
+                 "Nieprawidłowa stawka VAT (dozwolone: {}).".format(", ".join(TAX_RATES)))
         quantity = raw.get("quantity")
         quantity = _to_decimal(1 if quantity in (None, "") else quantity)
         if quantity is None:
-            _add_error(errors, "services.quantity", "Ilość musi być liczbą.")
+            fail("services.quantity", "Ilość musi być liczbą.")
         discount = _to_decimal(raw.get("discount") or 0)
         if discount is None or not (0 <= discount <= 100):
-            _add_error(errors, "services.discount", "Rabat musi być liczbą od 0 do 100.")
+            fail("services.discount", "Rabat musi być liczbą od 0 do 100.")
         gtu_id = raw.get("gtu_id")
         if gtu_id not in (None, ""):
             gtu_id = self._id_in_locked(gtu_id, {row[0] for row in GTUS}, errors,
                                         "services.gtu_id", "Nieprawidłowy kod GTU.")
+            if gtu_id is None:
+                problems.append("services.gtu_id")
         else:
             gtu_id = None
         price_fields = ("unit_net_price", "net_price") if corrective else (
@@ -1938,14 +1949,13 @@ class InfaktSimulator:
             try:
                 prices[field] = _to_grosze(value)
             except ValueError:
-                _add_error(errors, "services." + field,
-                           "Kwota musi być liczbą całkowitą (w groszach).")
-        if all(v is None for v in prices.values()) and not any(
-                "services." + f in errors for f in prices):
+                fail("services." + field, "Kwota musi być liczbą całkowitą (w groszach).")
+        if all(v is None for v in prices.values()) and not problems:
             # corrective rows: gross_price is read-only (PM corrective definition), the price
             # comes from unit_net_price only: a row priced by gross_price alone has no price
-            _add_error(errors, "services.unit_net_price", "Cena netto nie może być pusta.")
-        if sum(len(v) for v in errors.values()) != before:
+            fail("services.unit_net_price", "Cena netto nie może być pusta.")
+            return None
+        if problems:
             return None
         rate = Decimal(TAX_RATES[symbol])
         unit_net = prices["unit_net_price"]
