@@ -11,6 +11,8 @@ import importlib.util
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -1245,3 +1247,29 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(http, simulator_launcher):
     handle.process.send_signal(signal.SIGTERM)
     assert handle.process.wait(5) == 0
     assert handle.stderr() == ""  # --quiet: nothing per request
+
+
+def test_cli_prints_the_accepted_api_keys(simulator_launcher):
+    handle = simulator_launcher("--quiet", "--api-key", "first-key", "--api-key", "second")
+    line = handle.process.stdout.readline()
+    assert line.startswith("Accepted API keys: first-key, second")
+
+
+def test_cli_port_taken_is_one_clear_line_and_a_nonzero_exit(simulator_launcher):
+    handle = simulator_launcher("--quiet")
+    result = subprocess.run(
+        [sys.executable, str(SIMULATOR_SCRIPT), "--port", str(handle.port), "--quiet"],
+        capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert f"127.0.0.1:{handle.port}" in lines[0] and "already in use" in lines[0]
+
+
+def test_cli_bad_timezone_or_now_is_refused_cleanly():
+    for args in (["--timezone", "Mars/Olympus"], ["--now", "yesterday-ish"]):
+        result = subprocess.run([sys.executable, str(SIMULATOR_SCRIPT), "--port", "0", *args],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
