@@ -6,15 +6,26 @@ particular client.  Run it from a shell::
 
     python3 tools/infakt_simulator.py --port 8765 --api-key my-key --task-delay 0.5
 
-which serves ``http://127.0.0.1:8765/api/v3`` (``/v3`` is accepted as an alias), or use it
-in-process::
+which serves ``http://127.0.0.1:8765/api/v3`` (``/v3`` is accepted as an alias; ``make
+simulator`` runs it on port 8070 with the key ``sim-api-key``), or use it in-process::
 
     with InfaktSimulator(port=0, api_keys=("k",), task_delay=0) as sim:
         requests.get(sim.base_url + "/invoices.json", headers={"X-inFakt-ApiKey": "k"})
 
 Control endpoints (no API key, never rate limited) live under ``/_simulator/``: ``state``,
-``config``, ``reset``, ``faults``, ``webhooks/verify``, ``health``.  Nothing is done at import
-time and all state lives on the :class:`InfaktSimulator` instance.
+``config``, ``reset``, ``faults``, ``webhooks/verify``, ``health``, ``clock``.  Nothing is done
+at import time and all state lives on the :class:`InfaktSimulator` instance.
+
+It follows real inFakt as recorded (the examples in ``tests/fixtures/infakt_examples``; when the
+simulator and a recorded example disagree, the example wins): KSeF 1.0 paths answer 410, KSeF
+goes through ``/ksef2/``, corrective rows are priced from ``unit_net_price`` only, inline buyers
+become clients, ``metainfo.count`` is reported as inFakt does, advance and final invoices have
+their own endpoints, and an async mark-paid sends the async mark-paid webhook events rather
+than ``invoice_paid``.
+
+Dates follow Polish time, as inFakt's do (``--timezone``/``timezone`` changes the zone, e.g.
+``UTC``); ``--now 2026-11-24T23:30:00Z`` (or ``clock_offset``, or ``clock=`` in process) moves
+the clock, and ``GET /_simulator/clock`` tells which day the simulator thinks it is.
 """
 
 from __future__ import annotations
