@@ -115,6 +115,22 @@ class InfaktInDoubt(InfaktError):
     default_message = "The answer of inFakt was lost; the request may have been processed"
 
 
+class InfaktGone(InfaktError):
+    """410: inFakt retired this API endpoint (e.g. the KSeF 1.0 namespace ``/ksef/...``).
+
+    Not retryable: the same request will never work again; the caller must move to the
+    endpoint that replaced it. ``infakt_message`` keeps inFakt's own text (for the KSeF 1.0
+    namespace: "API KSeF 1.0 zostalo wylaczone. Prosze przejsc na KSeF 2.0.").
+    """
+
+    retryable = False
+    default_message = "inFakt retired this API endpoint"
+
+    def __init__(self, message=None, *, infakt_message=None, **kwargs):
+        self.infakt_message = infakt_message
+        super().__init__(message, **kwargs)
+
+
 class InfaktUnexpectedResponse(InfaktError):
     """inFakt answered something the client cannot understand (e.g. 2xx with a bad body)."""
 
@@ -297,6 +313,10 @@ def classify_http_error(status, body, headers=None, method="GET"):
         return InfaktNotFound(message, **kwargs)
     if status in (400, 406, 422):
         return InfaktValidationError(message, **kwargs)
+    if status == 410:
+        gone = InfaktGone.default_message
+        return InfaktGone(f"{gone}: {message}" if message else gone,
+                          infakt_message=message, **kwargs)
     if status == 423:
         return InfaktLocked(message, **kwargs)
     if status in (429, 503):

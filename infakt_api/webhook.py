@@ -15,7 +15,8 @@ from .errors import normalize_errors
 SIGNATURE_HEADER = "X-Infakt-Signature"
 MAX_NAME_LENGTH = 255
 
-KNOWN_EVENTS = frozenset({
+# The seven event names of inFakt's documentation (PM "Webhooki", table of events).
+DOCUMENTED_EVENTS = frozenset({
     "draft_invoice_created",
     "invoice_paid",
     "invoice_deleted",
@@ -24,6 +25,46 @@ KNOWN_EVENTS = frozenset({
     "async_invoice_creation_success",
     "async_invoice_creation_error",
 })
+
+# inFakt's "Nowy webhook" form has nine events (OL screenshot if4); the two undocumented ones
+# are "Faktura oznaczona jako zapłacona przez async API inFakt" and "Błąd oznaczenia faktury
+# jako zapłaconej przez async API inFakt". Their names are OL's guesses, not confirmed live.
+MARK_PAID_ASYNC_EVENT = "invoice_marked_as_paid_via_async_api"
+MARK_PAID_ASYNC_ERROR_EVENT = "invoice_marking_as_paid_error_via_async_api"
+ASYNC_MARK_PAID_EVENTS = frozenset({MARK_PAID_ASYNC_EVENT, MARK_PAID_ASYNC_ERROR_EVENT})
+
+# Event name -> what it is about, so receivers route without lists of strings:
+# ``creation`` (async create finished: success or error), ``ksef`` (KSeF success/error),
+# ``paid`` (the invoice was marked paid), ``deleted``, ``draft`` (a draft was created), and
+# ``mark_paid_async`` (an async mark-paid task finished: success or error).
+EVENT_CATEGORIES = {
+    "async_invoice_creation_success": "creation",
+    "async_invoice_creation_error": "creation",
+    "send_to_ksef_success": "ksef",
+    "send_to_ksef_error": "ksef",
+    "invoice_paid": "paid",
+    "invoice_deleted": "deleted",
+    "draft_invoice_created": "draft",
+    MARK_PAID_ASYNC_EVENT: "mark_paid_async",
+    MARK_PAID_ASYNC_ERROR_EVENT: "mark_paid_async",
+    # names OL uses in place of the documented ones (tolerated, never sent by PM's list)
+    "invoice_marked_as_paid": "paid",
+    "invoice_created_via_async_api": "creation",
+}
+EVENT_CATEGORY_NAMES = ("creation", "ksef", "paid", "deleted", "draft", "mark_paid_async")
+
+# Every name acted on; any other name is still answered 2xx and ignored.
+KNOWN_EVENTS = frozenset(EVENT_CATEGORIES)
+ERROR_EVENTS = frozenset({
+    "async_invoice_creation_error", "send_to_ksef_error", MARK_PAID_ASYNC_ERROR_EVENT,
+})
+
+
+def event_category(name):
+    """The category (see :data:`EVENT_CATEGORIES`) of an event name; None when unknown."""
+    if not isinstance(name, str):
+        return None
+    return EVENT_CATEGORIES.get(name.strip())
 
 
 class WebhookPayloadError(ValueError):
@@ -137,6 +178,18 @@ class WebhookEvent:
     @property
     def known(self):
         return self.name in KNOWN_EVENTS
+
+    @property
+    def category(self):
+        """``creation``, ``ksef``, ``paid``, ``deleted``, ``draft``, ``mark_paid_async`` or
+        None for a name this module does not know (acknowledge and ignore those)."""
+        return event_category(self.name)
+
+    @property
+    def is_error(self):
+        """True for the error events (creation, KSeF, async mark-paid) and for resources
+        carrying processing code 422."""
+        return self.name in ERROR_EVENTS or self.processing_code == 422
 
     @property
     def invoice_uuid(self):

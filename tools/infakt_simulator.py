@@ -6,15 +6,26 @@ particular client.  Run it from a shell::
 
     python3 tools/infakt_simulator.py --port 8765 --api-key my-key --task-delay 0.5
 
-which serves ``http://127.0.0.1:8765/api/v3`` (``/v3`` is accepted as an alias), or use it
-in-process::
+which serves ``http://127.0.0.1:8765/api/v3`` (``/v3`` is accepted as an alias; ``make
+simulator`` runs it on port 8070 with the key ``sim-api-key``), or use it in-process::
 
     with InfaktSimulator(port=0, api_keys=("k",), task_delay=0) as sim:
         requests.get(sim.base_url + "/invoices.json", headers={"X-inFakt-ApiKey": "k"})
 
 Control endpoints (no API key, never rate limited) live under ``/_simulator/``: ``state``,
-``config``, ``reset``, ``faults``, ``webhooks/verify``, ``health``.  Nothing is done at import
-time and all state lives on the :class:`InfaktSimulator` instance.
+``config``, ``reset``, ``faults``, ``webhooks/verify``, ``health``, ``clock``.  Nothing is done
+at import time and all state lives on the :class:`InfaktSimulator` instance.
+
+It follows real inFakt as recorded (the examples in ``tests/fixtures/infakt_examples``; when the
+simulator and a recorded example disagree, the example wins): KSeF 1.0 paths answer 410, KSeF
+goes through ``/ksef2/``, corrective rows are priced from ``unit_net_price`` only, inline buyers
+become clients, ``metainfo.count`` is reported as inFakt does, advance and final invoices have
+their own endpoints, and an async mark-paid sends the async mark-paid webhook events rather
+than ``invoice_paid``.
+
+Dates follow Polish time, as inFakt's do (``--timezone``/``timezone`` changes the zone, e.g.
+``UTC``); ``--now 2026-11-24T23:30:00Z`` (or ``clock_offset``, or ``clock=`` in process) moves
+the clock, and ``GET /_simulator/clock`` tells which day the simulator thinks it is.
 """
 
 from __future__ import annotations
@@ -47,10 +58,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 try:  # pragma: no cover - depends on the system tz database
     from zoneinfo import ZoneInfo
+except ImportError:  # pragma: no cover
+    ZoneInfo = None
 
-    _TZ = ZoneInfo("Europe/Warsaw")
-except Exception:  # noqa: BLE001 - any failure: fall back to the local zone
-    _TZ = None
+# inFakt is a Polish service: its dates ("today", numbering months, KSeF numbers) follow
+# Polish time. The simulator does the same by default; ``timezone`` (config, --timezone) can
+# make it use UTC or any other zone, and ``clock_offset`` / ``clock=`` move its clock.
+DEFAULT_TIMEZONE = "Europe/Warsaw"
 
 __all__ = ["InfaktSimulator", "compute_signature", "main"]
 
@@ -101,6 +115,10 @@ CURRENCIES = frozenset((
     "JPY", "CAD", "AUD", "CNY", "HRK", "ISK", "TRY", "RUB", "ILS", "MXN", "BRL", "ZAR", "INR",
     "KRW", "SGD", "HKD", "NZD", "THB", "MYR", "PHP", "IDR", "CLP",
 ))
+# inFakt's "Nowy webhook" form offers nine events (OL screenshot if4). PM names seven; the two
+# async mark-paid ones have no documented name: the simulator uses OL's guesses.
+EVENT_MARK_PAID_ASYNC = "invoice_marked_as_paid_via_async_api"
+EVENT_MARK_PAID_ASYNC_ERROR = "invoice_marking_as_paid_error_via_async_api"
 WEBHOOK_EVENTS = (
     "async_invoice_creation_success",
     "async_invoice_creation_error",
@@ -109,6 +127,8 @@ WEBHOOK_EVENTS = (
     "invoice_paid",
     "invoice_deleted",
     "draft_invoice_created",
+    EVENT_MARK_PAID_ASYNC,
+    EVENT_MARK_PAID_ASYNC_ERROR,
 )
 INVOICE_RESOURCE_EVENTS = frozenset(("invoice_paid", "invoice_deleted", "draft_invoice_created"))
 WEBHOOK_STATES = frozenset(("to_verify", "active", "disabled", "disabled_by_infakt"))
@@ -134,24 +154,190 @@ MSG_PLAN = "Twój plan nie obejmuje dostępu do API."
 MSG_RATE_LIMITED = "Przekroczono limit zapytań. Spróbuj ponownie później."
 MSG_BAD_JSON = "Nieprawidłowy format JSON w treści zapytania."
 MSG_FAULT = "Usługa chwilowo niedostępna (błąd wstrzyknięty przez symulator)."
+# Live body of the retired KSeF 1.0 namespace, HTTP 410 (MED live probe, kept as MED pinned it,
+# without diacritics).
+MSG_KSEF1_GONE = "API KSeF 1.0 zostalo wylaczone. Prosze przejsc na KSeF 2.0."
+# KSeF texts as PM shows them (KSeF 2.0 › Wysyłka faktur).
+KSEF_DESC_SENT = "Faktura została wysłana do przetworzenia w KSeF."
+KSEF_DESC_SUCCESS = "Faktura została przetworzona."
+KSEF_DESC_REJECTED = "Faktura nie może zostać wysłana do KSeF."
 
+# Kinds of income documents: our name -> (collection path, body wrapper, task invoice_kind,
+# ksef_data invoice_kind, read-back kind, number infix). PM: "Faktury VAT", "Faktury
+# korygujące VAT", "Faktury zaliczkowe" (…/ZAL/…, kind "advance"), "Faktury końcowe"
+# (…/RZL/…). The final task's invoice_kind "final_invoice" follows the advance one.
+DOC_KINDS = {
+    "invoice": ("invoices", "invoice", "invoice", "vat", "vat", ""),
+    "corrective": ("corrective_invoices", "corrective_invoice", "corrective_invoice",
+                   "corrective_invoice", "correction", "/KOR"),
+    "advance": ("advance_invoices", "advance_invoice", "advance_invoice", "advance",
+                "advance", "/ZAL"),
+    "final": ("final_invoices", "final_invoice", "final_invoice", "final", "final", "/RZL"),
+}
+TASK_KIND_TO_DOC = {spec[2]: name for name, spec in DOC_KINDS.items()}
+DEFAULT_PAGE_SIZE = 10
+
+# GET /vat_rates.json as PM shows it ("rate" is a string).
 VAT_RATES = (
-    (1, "23", 23.0, "23%"),
-    (2, "8", 8.0, "8%"),
-    (3, "5", 5.0, "5%"),
-    (4, "0", 0.0, "0%"),
-    (5, "zw", 0.0, "zw"),
-    (6, "np", 0.0, "np"),
-    (7, "oo", 0.0, "oo"),
-    (8, "22", 22.0, "22%"),
-    (9, "7", 7.0, "7%"),
-    (10, "3", 3.0, "3%"),
+    (7, "23", "23.0", "23%", "2011-01-01", None),
+    (1, "22", "22.0", "22%", "1900-01-01", "2010-12-31"),
+    (8, "8", "8.0", "8%", "2011-01-01", None),
+    (2, "7", "7.0", "7%", "1900-01-01", "2010-12-31"),
+    (9, "5", "5.0", "5%", "2011-01-01", None),
+    (3, "3", "3.0", "3%", "1900-01-01", "2010-12-31"),
+    (4, "0", "0.0", "0%", "1900-01-01", None),
+    (6, "zw", "0.0", "zw.", "1900-01-01", None),
+    (5, "np", "0.0", "np.", "1900-01-01", None),
+    (36, "oo", "0.0", "o.o.", "1900-01-01", None),
 )
-VAT_EXEMPTIONS = (
-    (1, "Art. 43 ust. 1 ustawy o VAT", "Zwolnienie przedmiotowe (art. 43 ust. 1 ustawy o VAT)"),
-    (2, "Art. 113 ust. 1 i 9 ustawy o VAT", "Zwolnienie podmiotowe (art. 113 ust. 1 i 9)"),
-    (3, "Art. 82 ust. 3 ustawy o VAT", "Zwolnienie na podstawie rozporządzenia (art. 82 ust. 3)"),
-    (4, "Dyrektywa 2006/112/WE", "Zwolnienie na podstawie dyrektywy 2006/112/WE"),
+# The first two pages of GET /vat_exemptions.json as PM shows them (112 entries in total, sparse
+# integer ids; entity {id, description, legal_basis_rule, legal_basis_source}).
+_UST = "Ustawa o podatku od towarów i usług"
+VAT_EXEMPTIONS = tuple(
+    {"id": i, "description": d, "legal_basis_rule": r, "legal_basis_source": _UST}
+    for i, d, r in (
+        (1, "zwolnienie podmiotowe", "art. 113 ust. 1 i 9"),
+        (3, "towary wykorzystywane w działalności zwolnionej", "art. 43. ust. 1 pkt 2"),
+        (4, "korepetycje udzielane przez nauczycieli", "art. 43 ust. 1 pkt 27"),
+        (5, "nauczanie języków obcych", "art. 43. ust. 1 pkt 28"),
+        (6, "szkolenia BHP i inne wynikające z przepisów", "art. 43. ust. 1 pkt 29 lit. a"),
+        (7, "zakwaterowanie w internacie", "art. 43 ust. 1 pkt 30 lit. a"),
+        (8, "zakwaterowanie w domu studenckim", "art. 43. ust. 1 pkt 30 lit. b"),
+        (9, "usługi sportowe realizowane przez kluby sportowe i podobne",
+         "art. 43. ust. 1 pkt 32"),
+        (10, "usługi kulturalne świadczone przez instytucje kultury",
+         "art. 43. ust. 1 pkt 33 lit. a"),
+        (11, "artyści wynagradzani w formie honorariów", "art. 43. ust. 1 pkt 33 lit. b"),
+        (12, "kursy na prawo jazdy za wyjątkiem kursów na kat. A", "art. 43 ust. 1 pkt 29"),
+        (13, "szkolenia zawodowe finansowane ze środków publicznych",
+         "art. 43. ust. 1 pkt 29 lit. c"),
+        (14, "najem nieruchomości wyłącznie na cele mieszkaniowe", "art. 43. ust. 1 pkt 36"),
+        (15, "usługi ubezpieczeniowe i pośrednictwo w ubezpieczeniach",
+         "art. 43. ust. 1 pkt 37"),
+        (16, "udzielanie kredytów, pożyczek oraz pośrednictwo", "art. 43 ust. 1 pkt. 38"),
+        (17, "udzielanie poręczeń oraz gwarancji finansowych", "art. 43. ust. 1 pkt 39"),
+        (19, "usługi techników dentystycznych", "art. 43. ust. 1 pkt. 14"),
+        (20, "przekazanie żywności na rzecz OPP", "art. 43. ust. 1 pkt 16"),
+        (21, "usługi kantorowe", "art. 43. ust. 1 pkt 7"),
+        (22, "dostawa terenów niezabudowanych (innych niż tereny budowlane)",
+         "art. 43 ust. 1 pkt. 9"),
+    )
+)
+# Only 20 of the 112 real entries are recorded, and their ids are sparse: refusing an id the
+# simulator does not list would turn away ids that real inFakt accepts. So any positive integer
+# (or digit string, which Rails coerces) is accepted as vat_exemption_reason; junk is refused.
+VAT_EXEMPTION_MAX_ID = 100000
+
+# GET /gtus.json (PM "Kody GTU": 13 entries, ids 1-13, first page and the "selected" example).
+# The GTU codes are fixed by law (GTU_01..GTU_13), so other ids are refused. GTU_13's texts are
+# not in any recorded example (PM shows 10 of 13 on its first page plus 11 and 12 elsewhere);
+# they are written here from the law.
+# GET /gtus.json: PM "Kody GTU" shows ids 1-10 on its first page (total 13) and 11, 12 in its
+# "Listuj wybrane" example; the texts are PM's. The GTU codes are fixed by law (GTU_01..GTU_13),
+# so other ids are refused. GTU_13's texts are in no recorded example: written here.
+GTUS = (
+    (1,
+     "Dostawa napojów alkoholowych",
+     "Dostawa napojów alkoholowych - alkoholu etylowego, piwa, wina, napojów "
+     "fermentowanych i wyrobów pośrednich, w rozumieniu przepisów o podatku "
+     "akcyzowym."),
+    (2,
+     "Dostawa paliw silnikowych",
+     "Dostawa towarów, o których mowa w art. 103 ust. 5aa ustawy."),
+    (3,
+     "Dostawa oleju opałowego, olejów smarownych oraz smarów plastycznych itp.",
+     "Dostawa oleju opałowego w rozumieniu przepisów o podatku akcyzowym oraz olejów "
+     "smarowych, pozostałych olejów o kodach CN od 2710 19 71 do 2710 19 99, z "
+     "wyłączeniem wyrobów o kodzie CN 2710 19 85 (oleje białe, parafina ciekła) oraz "
+     "smarów plastycznych zaliczanych do kodu CN 2710 19 99, olejów smarowych o "
+     "kodzie CN 2710 20 90, preparatów smarowych objętych pozycją CN 3403, z "
+     "wyłączeniem smarów plastycznych objętych tą pozycją."),
+    (4,
+     "Dostawa wyrobów tytoniowych oraz wyborów nowatorskich",
+     "Dostawa wyrobów tytoniowych, suszu tytoniowego, płynu do papierosów "
+     "elektronicznych i wyrobów nowatorskich, w rozumieniu przepisów o podatku "
+     "akcyzowym."),
+    (5,
+     "Dostawa odpadów",
+     "Dostawa odpadów - wyłącznie określonych w poz. 79-91 załącznika nr 15 do "
+     "ustawy."),
+    (6,
+     "Dostawa urządzeń elektronicznych oraz części i materiałów do nich",
+     "Dostawa urządzeń elektronicznych oraz części i materiałów do nich, wyłącznie "
+     "określonych w poz. 7-9, 59-63, 65, 66, 69 i 94-96 załącznika nr 15 do ustawy."),
+    (7,
+     "Dostawa pojazdów oraz części samochodowych",
+     "Dostawa pojazdów oraz części samochodowych o kodach wyłącznie CN 8701 - 8708 "
+     "oraz CN 8708 10."),
+    (8,
+     "Dostawa metali szlachetnych oraz nieszlachetnych",
+     "Dostawa metali szlachetnych oraz nieszlachetnych - wyłącznie określonych w "
+     "poz. 1-3 załącznika nr 12 do ustawy oraz w poz. 12-25, 33-40, 45, 46, 56 i 78 "
+     "załącznika nr 15 do ustawy."),
+    (9,
+     "Dostawa leków oraz wyrobów medycznych",
+     "Dostawa leków oraz wyrobów medycznych - produktów leczniczych, środków "
+     "spożywczych specjalnego przeznaczenia żywieniowego oraz wyrobów medycznych, "
+     "objętych obowiązkiem zgłoszenia, o którym mowa w art. 37av ust. 1 ustawy z "
+     "dnia 6 września 2001 r. - Prawo farmaceutyczne (Dz. U. z 2019 r. poz. 499, z "
+     "późn. zm.)."),
+    (10,
+     "Dostawa budynków, budowli i gruntów.",
+     "Dostawa budynków, budowli i gruntów."),
+    (11,
+     "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów "
+     "cieplarnianych",
+     "Świadczenie usług w zakresie przenoszenia uprawnień do emisji gazów "
+     "cieplarnianych, o których mowa w ustawie z dnia 12 czerwca 2015 r. o systemie "
+     "handlu uprawnieniami do emisji gazów cieplarnianych (Dz. U. z 2018 r. poz. "
+     "1201 i 2538 oraz z 2019 r. poz. 730, 1501 i 1532)."),
+    (12,
+     "Świadczenie usług doradczych, księgowych, prawnych, zarządczych, "
+     "szkoleniowych, marketingowych, firm centralnych, reklamowych, badania rynku i "
+     "opinii publicznej, w zakresie badań naukowych i prac rozwojowych.",
+     "Świadczenie usług o charakterze niematerialnym - wyłącznie: doradczych, "
+     "księgowych, prawnych, zarządczych, szkoleniowych, marketingowych, firm "
+     "centralnych (head offices), reklamowych, badania rynku i opinii publicznej, w "
+     "zakresie badań naukowych i prac rozwojowych."),
+    (13,
+     "Świadczenie usług transportowych i gospodarki magazynowej",
+     "Świadczenie usług transportowych i gospodarki magazynowej (tekst symulatora)."),
+)
+# GET /documents_markings/incomes.json (PM "Oznaczenia dokumentów przychodowych", all 13). The
+# related-party marker TP is id 3.
+DOCUMENT_MARKINGS = (
+    (1, "SW", "Sprzedaż wysyłkowa",
+     "Sprzedaż wysyłkowa z terytorium kraju (sprzedawcą jest podatnik VAT, nabywcą jest "
+     "kontrahent z kraju UE, który jest podatnikiem nie zarejestrowanym do UE lub inny "
+     "nievatowiec); oznaczenie daję informację US w zakresie miejsca opodatkowania transakcji "
+     "(limit sprzedaży wysyłkowej)"),
+    (2, "EE", "Usługi elektroniczne", "Usługi elektroniczne"),
+    (3, "TP", "Transakcja powiązana",
+     "Transakcja powiązana (istnieje powiązanie pomiędzy dostawcą a nabywcą)"),
+    (4, "TT_WNT", "WNT", "WNT dokonane przez drugiego w kolejności podatnika"),
+    (5, "TT_D", "Export towarów",
+     "Dostawa towarów poza terytorium kraju dokonana przez drugiego w kolejności podatnika"),
+    (6, "MR_T", "Marża-turystyka", "Usługi turystyki MARŻA"),
+    (7, "MR_UZ", "Marża",
+     "Usługi sprzedaży w procedurze MARŻA (z wyłączeniem usług turystycznych)"),
+    (8, "I_42", "Import 42", "WDT następująca po imporcie w procedurze 42"),
+    (9, "I_63", "Import 63", "WDT następująca po imporcie w procedurze 63"),
+    (10, "B_SPV", "Transfer bonu", "Transfer bonu jednego przeznaczenia"),
+    (11, "B_SPV_DOSTAWA", "Dostawy towarów i usług dotyczące bonu",
+     "Dostawa towarów oraz świadczenie usług, których dotyczy bon jednego przeznaczenia"),
+    (12, "B_MPV_PROWIZJA", "Pośrednictwo transferu bonu",
+     "Świadczenie usług pośrednictwa oraz innych usług dotyczących transferu bonu różnego "
+     "przeznaczenia"),
+    (13, "WSTO_EE", "Wewnątrzwspólnotowa sprzedaż towarów na odległość, usługi elektroniczne",
+     "Wewnątrzwspólnotowa sprzedaż towarów na odległość, usługi elektroniczne"),
+)
+# GET /transaction_kinds.json (PM "Rodzaje transakcji", all 5).
+TRANSACTION_KINDS = (
+    (1, "Nieodpłatne przekazanie towarów", "free_transfer_of_goods"),
+    (2, "Sprzedaż bezrachunkowa", "nonaccounting_sales"),
+    (3, "Spis z natury dla celów VAT", "inventory_for_vat"),
+    (4, "Zwrot ulgi na kasę fiskalną", "refund_cash_register_tax_relief"),
+    (5, "Zakup nowego środka transportu z innego kraju UE", "car_purchase_from_eu"),
 )
 
 INVOICE_FIELDS = (
@@ -166,6 +352,8 @@ INVOICE_FIELDS = (
     "transaction_kind_id", "document_markings_ids", "not_income", "third_party_addresses",
     "local_government_recipient_address", "transaction_terms",
 )
+ADVANCE_FIELDS = INVOICE_FIELDS + ("advance_date", "advance_price", "previous_advance_id")
+FINAL_FIELDS = INVOICE_FIELDS + ("previous_advance_id",)
 CORRECTIVE_FIELDS = INVOICE_FIELDS + (
     "corrected_invoice_number", "corrected_invoice_date", "corrected_invoice_uuid",
     "correction_reason", "confirmation", "confirmation_date", "sale_date_before_correction",
@@ -204,6 +392,11 @@ INVOICE_FILTER_FIELDS = frozenset((
     "gross_price", "id",
 ))
 CORRECTIVE_FILTER_FIELDS = INVOICE_FILTER_FIELDS | {"corrected_invoice_number"}
+FILTER_FIELDS = {
+    "invoice": INVOICE_FILTER_FIELDS, "corrective": CORRECTIVE_FILTER_FIELDS,
+    "advance": INVOICE_FILTER_FIELDS | {"previous_advance_id"},
+    "final": INVOICE_FILTER_FIELDS | {"previous_advance_id"},
+}
 CLIENT_FILTER_FIELDS = frozenset((
     "id", "uuid", "company_name", "first_name", "last_name", "nip", "clean_nip", "email", "city",
     "country",
@@ -213,7 +406,8 @@ PREDICATES = ("_lteq", "_gteq", "_null", "_cont", "_eq", "_lt", "_gt")
 FAULT_TYPES = (
     "fail_next", "drop_after_create", "drop_before_processing", "latency", "timeout_next",
 )
-CREATE_ROUTES = frozenset(("async_create_invoice", "async_create_corrective"))
+CREATE_ROUTES = frozenset(("async_create_invoice", "async_create_corrective",
+                           "async_create_advance", "async_create_final"))
 
 VIEW_FIRST = ("id", "uuid", "number", "kind", "status")
 
@@ -234,7 +428,8 @@ def _default_config():
         "ksef_outcome": "success",
         "ksef_delay": 0.5,
         "ksef_pending_status": "pending",
-        "ksef_error_description": "Dokument odrzucony przez KSeF: błąd weryfikacji dokumentu.",
+        "ksef_error_description": ("21416:Wersja dokumentu niezgodna z zadeklarowaną podczas "
+                                   "nawiązywania sesji."),
         "seller_nip": "7343521162",
         "bank_accounts": [
             {
@@ -259,6 +454,8 @@ def _default_config():
         "webhook_require_verification": True,
         "webhook_max_failures": 10,
         "webhook_timeout": 5.0,
+        "timezone": DEFAULT_TIMEZONE,
+        "clock_offset": 0.0,
         "quiet": True,
     }
 
@@ -278,12 +475,40 @@ def compute_signature(secret, body):
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def _now():
-    return dt.datetime.now(_TZ) if _TZ is not None else dt.datetime.now().astimezone()
+_ZONES = {}
 
 
-def _today():
-    return _now().date()
+def _zone(name):
+    """The tzinfo of ``name``: ``UTC``, ``local`` (the machine's zone, None) or an IANA name
+    such as ``Europe/Warsaw``; ValueError for an unknown zone."""
+    name = str(name or DEFAULT_TIMEZONE).strip()
+    if name.upper() in ("UTC", "Z", "ETC/UTC"):
+        return dt.timezone.utc
+    if name.lower() == "local":
+        return None
+    if name not in _ZONES:
+        if ZoneInfo is None:  # pragma: no cover - Python without zoneinfo
+            raise ValueError(f"time zone {name!r} needs the zoneinfo module")
+        try:
+            _ZONES[name] = ZoneInfo(name)
+        except Exception as exc:  # noqa: BLE001 - ZoneInfoNotFoundError, bad keys
+            raise ValueError(f"unknown time zone {name!r}") from exc
+    return _ZONES[name]
+
+
+def _real_utc_now():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _parse_instant(value):
+    """An aware datetime from an ISO string (``Z`` allowed; naive means UTC)."""
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment
 
 
 def _ts_task(moment):
@@ -612,45 +837,78 @@ class InfaktSimulator:
     rate_window=60.0, quiet=True, **config)``; see :meth:`configure` for the config keys.
     """
 
-    ROUTES = (
-        ("POST", r"/async/invoices", "async_create_invoice", SCOPE_WRITE),
-        ("GET", r"/async/invoices/status/(?P<ref>[^/]+)", "invoice_task_status", SCOPE_READ),
-        ("POST", r"/async/invoices/(?P<uuid>[^/]+)/paid", "async_mark_paid", SCOPE_WRITE),
-        ("POST", r"/async/corrective_invoices", "async_create_corrective", SCOPE_WRITE),
-        ("GET", r"/async/corrective_invoices/status/(?P<ref>[^/]+)", "corrective_task_status",
-         SCOPE_READ),
-        ("GET", r"/invoices", "list_invoices", SCOPE_READ),
-        ("GET", r"/invoices/next_number", "invoice_next_number", SCOPE_READ),
-        ("GET", r"/invoices/(?P<uuid>[^/]+)", "get_invoice", SCOPE_READ),
-        ("DELETE", r"/invoices/(?P<uuid>[^/]+)", "delete_invoice", SCOPE_WRITE),
-        ("GET", r"/invoices/(?P<uuid>[^/]+)/pdf", "invoice_pdf", SCOPE_READ),
-        ("POST", r"/invoices/(?P<uuid>[^/]+)/send_to_ksef", "invoice_send_to_ksef", SCOPE_WRITE),
-        ("POST", r"/invoices/(?P<uuid>[^/]+)/deliver_via_email", "invoice_email", SCOPE_WRITE),
-        ("GET", r"/corrective_invoices", "list_correctives", SCOPE_READ),
-        ("GET", r"/corrective_invoices/next_number", "corrective_next_number", SCOPE_READ),
-        ("GET", r"/corrective_invoices/(?P<uuid>[^/]+)", "get_corrective", SCOPE_READ),
-        ("DELETE", r"/corrective_invoices/(?P<uuid>[^/]+)", "delete_corrective", SCOPE_WRITE),
-        ("GET", r"/corrective_invoices/(?P<uuid>[^/]+)/pdf", "corrective_pdf", SCOPE_READ),
-        ("POST", r"/corrective_invoices/(?P<uuid>[^/]+)/paid", "corrective_paid", SCOPE_WRITE),
-        ("POST", r"/corrective_invoices/(?P<uuid>[^/]+)/send_to_ksef", "corrective_send_to_ksef",
-         SCOPE_WRITE),
-        ("POST", r"/corrective_invoices/(?P<uuid>[^/]+)/deliver_via_email", "corrective_email",
-         SCOPE_WRITE),
-        ("POST", r"/ksef2?/documents/(?P<uuid>[^/]+)/send", "ksef_document_send", SCOPE_WRITE),
-        ("GET", r"/ksef2?/documents/(?P<uuid>[^/]+)/status", "ksef_document_status", SCOPE_READ),
-        ("GET", r"/ksef/integration", "ksef_integration", SCOPE_KSEF),
-        ("GET", r"/ksef2/integration", "ksef_integration", SCOPE_READ),
-        ("GET", r"/clients", "list_clients", SCOPE_READ),
-        ("POST", r"/clients", "create_client", SCOPE_WRITE),
-        ("GET", r"/clients/(?P<id>[^/]+)", "get_client", SCOPE_READ),
-        ("GET", r"/bank_accounts", "list_bank_accounts", SCOPE_READ),
-        ("GET", r"/vat_rates", "list_vat_rates", SCOPE_READ),
-        ("GET", r"/vat_exemptions", "list_vat_exemptions", SCOPE_READ),
-    )
+    @staticmethod
+    def _build_routes():
+        """``(method, pattern, name, handler, scope, fixed kwargs)`` of every API route.
+
+        ``name`` is what the request log shows; ``handler`` the ``_r_<handler>`` method.
+        The four kinds of income documents share their handlers (``kind`` argument).
+        """
+        routes = []
+        for kind, (coll, *_rest) in DOC_KINDS.items():
+            fixed = {"kind": kind}
+            short = "invoice" if kind == "invoice" else kind
+            routes += [
+                ("POST", rf"/async/{coll}", f"async_create_{short}", "async_create",
+                 SCOPE_WRITE, fixed),
+                ("GET", rf"/async/{coll}/status/(?P<ref>[^/]+)", f"{short}_task_status",
+                 "task_status", SCOPE_READ, fixed),
+                ("GET", rf"/{coll}", f"list_{coll}", "list_documents", SCOPE_READ, fixed),
+                ("GET", rf"/{coll}/next_number", f"{short}_next_number", "next_number",
+                 SCOPE_READ, fixed),
+                ("GET", rf"/{coll}/(?P<uuid>[^/]+)", f"get_{short}", "get_document", SCOPE_READ,
+                 fixed),
+                ("DELETE", rf"/{coll}/(?P<uuid>[^/]+)", f"delete_{short}", "delete_document",
+                 SCOPE_WRITE, fixed),
+                ("GET", rf"/{coll}/(?P<uuid>[^/]+)/pdf", f"{short}_pdf", "pdf", SCOPE_READ,
+                 fixed),
+                ("POST", rf"/{coll}/(?P<uuid>[^/]+)/send_to_ksef", f"{short}_send_to_ksef",
+                 "send_to_ksef", SCOPE_WRITE, fixed),
+                ("POST", rf"/{coll}/(?P<uuid>[^/]+)/deliver_via_email", f"{short}_email",
+                 "email", SCOPE_WRITE, fixed),
+            ]
+            if kind != "invoice":  # invoices are marked paid through the async API
+                routes.append(("POST", rf"/{coll}/(?P<uuid>[^/]+)/paid", f"{short}_paid",
+                               "sync_paid", SCOPE_WRITE, fixed))
+        routes += [
+            ("POST", r"/async/invoices/(?P<uuid>[^/]+)/paid", "async_mark_paid",
+             "async_mark_paid", SCOPE_WRITE, {}),
+            # KSeF 1.0 is switched off: every /ksef/ path answers 410 (MED live probe)
+            ("*", r"/ksef/.*", "ksef1_gone", "ksef1_gone", None, {}),
+            ("POST", r"/ksef2/documents/send", "ksef2_bulk_send", "ksef_bulk_send", SCOPE_WRITE,
+             {}),
+            ("POST", r"/ksef2/documents/(?P<uuid>[^/]+)/send", "ksef_document_send",
+             "ksef_document_send", SCOPE_WRITE, {}),
+            ("GET", r"/ksef2/documents/(?P<uuid>[^/]+)/status", "ksef_document_status",
+             "ksef_document_status", SCOPE_READ, {}),
+            ("GET", r"/ksef2/integration", "ksef_integration", "ksef_integration", SCOPE_READ,
+             {}),
+            ("GET", r"/clients", "list_clients", "list_clients", SCOPE_READ, {}),
+            ("POST", r"/clients", "create_client", "create_client", SCOPE_WRITE, {}),
+            ("GET", r"/clients/(?P<id>[^/]+)", "get_client", "get_client", SCOPE_READ, {}),
+            ("GET", r"/bank_accounts", "list_bank_accounts", "list_bank_accounts", SCOPE_READ,
+             {}),
+            ("GET", r"/vat_rates", "list_vat_rates", "list_vat_rates", SCOPE_READ, {}),
+            ("GET", r"/vat_exemptions", "list_vat_exemptions", "list_vat_exemptions",
+             SCOPE_READ, {}),
+            ("GET", r"/vat_exemptions/(?P<id>\d+)", "get_vat_exemption", "get_vat_exemption",
+             SCOPE_READ, {}),
+            ("GET", r"/gtus", "list_gtus", "list_gtus", SCOPE_READ, {}),
+            ("GET", r"/gtus/(?P<id>\d+)", "get_gtu", "get_gtu", SCOPE_READ, {}),
+            ("GET", r"/documents_markings/incomes", "list_document_markings",
+             "list_document_markings", SCOPE_READ, {}),
+            ("GET", r"/transaction_kinds", "list_transaction_kinds", "list_transaction_kinds",
+             SCOPE_READ, {}),
+        ]
+        return routes
 
     def __init__(self, host="127.0.0.1", port=0, api_keys=("sim-api-key",), task_delay=0.5,
-                 rate_window=60.0, quiet=True, **config):
+                 rate_window=60.0, quiet=True, clock=None, **config):
         self.host = host
+        # clock: a callable returning the current instant (aware datetime; naive = UTC), for
+        # tests that need a given hour; None = the real clock. See also the ``timezone`` and
+        # ``clock_offset`` config keys.
+        self._clock = clock
         self._requested_port = int(port)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -658,7 +916,8 @@ class InfaktSimulator:
         self._server = None
         self._threads = []
         self._connections = set()
-        self._routes = [(m, re.compile(p), name, scope) for m, p, name, scope in self.ROUTES]
+        self._routes = [(m, re.compile(p), name, handler, scope, fixed)
+                        for m, p, name, handler, scope, fixed in self._build_routes()]
         self._config = _default_config()
         initial = {"api_keys": api_keys, "task_delay": task_delay, "rate_window": rate_window,
                    "quiet": quiet}
@@ -674,6 +933,36 @@ class InfaktSimulator:
                          "disabled_at": None}
         if self._initial_webhook_status:
             self._webhook["status"] = self._initial_webhook_status
+
+    # ---------------------------------------------------------------- clock
+
+    def _now(self):
+        """The simulator's current time, in its ``timezone`` (Polish time by default)."""
+        moment = self._clock() if self._clock is not None else _real_utc_now()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        offset = self._config.get("clock_offset") or 0.0
+        if offset:
+            moment = moment + dt.timedelta(seconds=offset)
+        zone = _zone(self._config.get("timezone"))
+        return moment.astimezone(zone) if zone is not None else moment.astimezone()
+
+    def _today(self):
+        return self._now().date()
+
+    def clock(self):
+        """``{"now": ISO time, "today": "YYYY-MM-DD", "timezone": name}`` as the simulator
+        sees them (tests compare dates with this rather than the machine's date)."""
+        with self._lock:
+            now = self._now()
+            return {"now": now.isoformat(timespec="milliseconds"),
+                    "today": now.date().isoformat(),
+                    "timezone": self._config.get("timezone")}
+
+    def today(self):
+        """The simulator's date (``datetime.date``)."""
+        with self._lock:
+            return self._today()
 
     # ---------------------------------------------------------------- lifecycle / properties
 
@@ -763,7 +1052,9 @@ class InfaktSimulator:
         ksef_pending_status, ksef_error_description, seller_nip, bank_accounts, seed_clients,
         default_vat_exemption_reason, webhook_url, webhook_secret, webhook_events, webhook_data,
         webhook_async_corrective, webhook_retry_delay, webhook_require_verification,
-        webhook_max_failures, webhook_timeout, webhook_status, quiet.
+        webhook_max_failures, webhook_timeout, webhook_status, timezone (IANA name,
+        "UTC" or "local"; default Europe/Warsaw), clock_offset (seconds added to the clock),
+        quiet.
         """
         with self._cond:
             self._apply_config_locked(cfg)
@@ -780,6 +1071,9 @@ class InfaktSimulator:
                 continue
             new[key] = copy.deepcopy(value)
         new["api_keys"] = self._normalise_keys(new["api_keys"])
+        new["timezone"] = str(new.get("timezone") or DEFAULT_TIMEZONE).strip()
+        _zone(new["timezone"])  # ValueError for an unknown zone
+        new["clock_offset"] = float(new.get("clock_offset") or 0.0)
         for key in ("task_delay", "rate_window", "ksef_delay", "webhook_retry_delay",
                     "webhook_timeout"):
             new[key] = float(new[key])
@@ -863,6 +1157,10 @@ class InfaktSimulator:
         self._generation += 1
         self._invoices = {}
         self._correctives = {}
+        self._advances = {}
+        self._finals = {}
+        self._docs = {"invoice": self._invoices, "corrective": self._correctives,
+                      "advance": self._advances, "final": self._finals}
         self._tasks = {}
         self._ksef_jobs = []
         self._clients = {}
@@ -879,7 +1177,9 @@ class InfaktSimulator:
         self._counters = {
             "requests_total": 0, "rate_limited": 0, "unauthorized": 0, "forbidden": 0,
             "payment_required": 0, "not_found": 0, "creates": 0, "corrective_creates": 0,
-            "invoices_created": 0, "corrective_invoices_created": 0, "tasks_failed": 0,
+            "advance_creates": 0, "final_creates": 0, "invoices_created": 0,
+            "corrective_invoices_created": 0, "advance_invoices_created": 0,
+            "final_invoices_created": 0, "clients_created": 0, "tasks_failed": 0,
             "mark_paid": 0, "pdf_downloads": 0, "ksef_sends": 0, "deletes": 0, "emails": 0,
             "faults_triggered": 0, "dropped_connections": 0, "webhook_events": 0,
             "webhook_events_skipped": 0, "webhook_attempts": 0, "webhook_successes": 0,
@@ -982,6 +1282,8 @@ class InfaktSimulator:
             return copy.deepcopy({
                 "invoices": [self._invoice_view(i) for i in self._invoices.values()],
                 "corrective_invoices": [self._invoice_view(i) for i in self._correctives.values()],
+                "advance_invoices": [self._invoice_view(i) for i in self._advances.values()],
+                "final_invoices": [self._invoice_view(i) for i in self._finals.values()],
                 "tasks": [self._task_record(t, now) for t in self._tasks.values()],
                 "ksef_requests": [
                     {k: v for k, v in job.items() if k not in ("due",)}
@@ -995,6 +1297,9 @@ class InfaktSimulator:
                 "counters": dict(self._counters),
                 "faults": list(self._faults),
                 "config": self._public_config_locked(),
+                "clock": {"now": self._now().isoformat(timespec="milliseconds"),
+                          "today": self._today().isoformat(),
+                          "timezone": self._config["timezone"]},
             })
 
     def _webhook_public_locked(self):
@@ -1063,31 +1368,32 @@ class InfaktSimulator:
             self._requests.append({
                 "method": request.method, "path": request.path, "query": request.query_string,
                 "status": status, "ip": request.ip, "route": request.route,
-                "at": _ts_iso(_now()),
+                "at": _ts_iso(self._now()),
             })
         self._log(f"{request.method} {request.path} -> {status}")
         return response
 
     def _match_route(self, request):
+        """``(name, handler, kwargs, scope)`` of the request's route, Nones when none."""
         path = request.path
         for prefix in API_PREFIXES:
             if path.startswith(prefix + "/"):
                 rest = path[len(prefix):]
                 break
         else:
-            return None, None, None
+            return None, None, None, None
         if not rest.endswith(".json"):
-            return None, None, None
+            return None, None, None, None
         rest = rest[: -len(".json")]
-        for method, pattern, name, scope in self._routes:
+        for method, pattern, name, handler, scope, fixed in self._routes:
             match = pattern.fullmatch(rest)
-            if match and (method == request.method
+            if match and (method in ("*", request.method)
                           or (method == "GET" and request.method == "HEAD")):
-                return name, match.groupdict(), scope
-        return None, None, None
+                return name, handler, dict(match.groupdict(), **fixed), scope
+        return None, None, None, None
 
     def _handle_api(self, request):
-        name, params, scope = self._match_route(request)
+        name, handler, params, scope = self._match_route(request)
         request.route = name
         with self._lock:
             latency = self._take_fault_locked(("latency",), request)
@@ -1112,7 +1418,7 @@ class InfaktSimulator:
                 if name is None:
                     raise _error(404, MSG_NOT_FOUND)
                 self._process_due_locked(time.monotonic())
-                response = getattr(self, "_r_" + name)(request, **params)
+                response = getattr(self, "_r_" + handler)(request, **params)
             except _HTTPError as exc:
                 response = _json_response(exc.status, exc.payload, exc.headers)
                 if exc.status == 404:
@@ -1176,6 +1482,8 @@ class InfaktSimulator:
             return _json_response(200, {"status": "ok"})
         if action == "state" and method == "GET":
             return _json_response(200, self.state())
+        if action == "clock" and method == "GET":
+            return _json_response(200, self.clock())
         if action == "config" and method == "GET":
             with self._lock:
                 return _json_response(200, {"config": self._public_config_locked()})
@@ -1272,7 +1580,7 @@ class InfaktSimulator:
         self._deliveries.append({
             "event_uuid": event["uuid"], "event_name": event["name"],
             "retry_counter": event["retry_counter"], "status": status, "error": error,
-            "success": success, "at": _ts_iso(_now()), "duration": round(duration, 4),
+            "success": success, "at": _ts_iso(self._now()), "duration": round(duration, 4),
         })
         webhook = self._webhook
         if success:
@@ -1284,7 +1592,7 @@ class InfaktSimulator:
         max_failures = self._config["webhook_max_failures"]
         if webhook["consecutive_failures"] >= max_failures:
             webhook["status"] = "disabled_by_infakt"
-            webhook["disabled_at"] = _ts_iso(_now())
+            webhook["disabled_at"] = _ts_iso(self._now())
             self._outbox = []
             return
         if event["retry_counter"] + 1 >= max_failures:
@@ -1321,7 +1629,7 @@ class InfaktSimulator:
         self._counters["webhook_events"] += 1
         self._outbox.append({
             "event": {"uuid": str(uuid.uuid4()), "name": name, "retry_counter": 0,
-                      "created_at": _ts_iso(_now())},
+                      "created_at": _ts_iso(self._now())},
             "resource": copy.deepcopy(resource),
             "due": time.monotonic(),
             "seq": self._next_seq(),
@@ -1349,24 +1657,26 @@ class InfaktSimulator:
         result = {"verified": verified, "status": status, "body": parsed,
                   "verification_code": code, "error": error}
         with self._cond:
-            self._verifications.append(dict(result, at=_ts_iso(_now())))
+            self._verifications.append(dict(result, at=_ts_iso(self._now())))
             if verified:
                 self._webhook.update(status="active", consecutive_failures=0,
-                                     verified_at=_ts_iso(_now()), disabled_at=None)
+                                     verified_at=_ts_iso(self._now()), disabled_at=None)
             self._cond.notify_all()
         return result
 
     # ---------------------------------------------------------------- tasks
 
-    def _new_task_locked(self, kind, action, payload, send_to_ksef=False, invoice_uuid=None):
-        created = _now()
+    def _new_task_locked(self, doc_kind, action, payload, send_to_ksef=False,
+                         invoice_uuid=None):
+        created = self._now()
         delay = self._config["task_delay"]
         task = {
-            "ref": str(uuid.uuid4()), "kind": kind, "action": action, "payload": payload,
-            "send_to_ksef": send_to_ksef, "created_at": _ts_task(created),
-            "created_iso": _ts_iso(created), "started": time.monotonic(), "delay": delay,
-            "due": time.monotonic() + delay, "final": False, "code": 100,
-            "invoice_uuid": invoice_uuid, "errors": None, "finished_at": None,
+            "ref": str(uuid.uuid4()), "kind": DOC_KINDS[doc_kind][2], "doc": doc_kind,
+            "action": action, "payload": payload, "send_to_ksef": send_to_ksef,
+            "created_at": _ts_task(created), "created_iso": _ts_iso(created),
+            "started": time.monotonic(), "delay": delay, "due": time.monotonic() + delay,
+            "final": False, "code": 100, "invoice_uuid": invoice_uuid, "errors": None,
+            "finished_at": None,
         }
         self._tasks[task["ref"]] = task
         self._cond.notify_all()
@@ -1419,16 +1729,17 @@ class InfaktSimulator:
 
     def _complete_task_locked(self, task):
         task["final"] = True
-        task["finished_at"] = _ts_iso(_now())
+        task["finished_at"] = _ts_iso(self._now())
         if task["action"] == "mark_as_paid":
             self._complete_mark_paid_locked(task)
             return
-        corrective = task["kind"] == "corrective_invoice"
-        if corrective:
-            document, errors = self._build_corrective_locked(task["payload"])
-        else:
-            document, errors = self._build_invoice_locked(task["payload"])
-        emit_async = not corrective or self._config["webhook_async_corrective"]
+        kind = task["doc"]
+        try:
+            document, errors = self._build_document_locked(kind, task["payload"])
+        except Exception:  # noqa: BLE001 - a simulator bug must not stop the task thread
+            traceback.print_exc()
+            document, errors = None, {"base": ["Wewnętrzny błąd symulatora."]}
+        emit_async = kind != "corrective" or self._config["webhook_async_corrective"]
         if errors:
             task["code"] = 422
             task["errors"] = errors
@@ -1436,34 +1747,47 @@ class InfaktSimulator:
             if emit_async:
                 self._emit_locked("async_invoice_creation_error", self._async_resource(task))
             return
-        collection = self._correctives if corrective else self._invoices
-        collection[document["uuid"]] = document
-        self._counters["corrective_invoices_created" if corrective else "invoices_created"] += 1
+        self._docs[kind][document["uuid"]] = document
+        self._counters[DOC_KINDS[kind][0] + "_created"] += 1
         task["code"] = 201
         task["invoice_uuid"] = document["uuid"]
         if emit_async:
             self._emit_locked("async_invoice_creation_success", self._async_resource(task))
-        if not corrective and document["status"] == "draft":
-            self._emit_locked("draft_invoice_created", self._invoice_view(document),
+        if kind != "corrective" and document["status"] == "draft":
+            self._emit_locked("draft_invoice_created", self._draft_resource(document),
                               invoice_resource=True)
         if task["send_to_ksef"] and document["kind"] != "proforma":
             if self._config["ksef_integration"]:
-                self._start_ksef_locked(document, corrective)
+                self._start_ksef_locked(document, kind)
             else:
-                self._refuse_ksef_locked(document, corrective)
+                self._refuse_ksef_locked(document, kind)
 
     def _async_resource(self, task):
         resource = {
             "timestamps": {"task_created_at": task["created_at"]},
             "invoice_kind": task["kind"],
-            "invoice_uuid": task["invoice_uuid"] if task["code"] == 201 else None,
+            "invoice_uuid": (task["invoice_uuid"]
+                             if task["code"] == 201 or task["action"] == "mark_as_paid"
+                             else None),
             "processing_code": task["code"],
             "processing_description": self._task_description(task, task["code"]),
             "invoice_task_reference_number": task["ref"],
         }
+        if task["action"] == "mark_as_paid":
+            resource["action"] = "mark_as_paid"
         if task["code"] == 422:
             resource["invoice_errors"] = copy.deepcopy(task["errors"])
         return resource
+
+    def _draft_resource(self, document):
+        """``draft_invoice_created`` resource: the invoice without ``services``, plus the
+        keys PM's example shows (check_duplicate_number, vat_date_value, occasional_sale)."""
+        view = self._invoice_view(document)
+        view.pop("services", None)
+        view["check_duplicate_number"] = bool(document.get("_check_duplicate_number"))
+        view["vat_date_value"] = document.get("_vat_date_value") or "sale_date"
+        view["occasional_sale"] = bool(document.get("_occasional_sale"))
+        return view
 
     def _complete_mark_paid_locked(self, task):
         invoice = self._invoices.get(task["invoice_uuid"])
@@ -1472,9 +1796,10 @@ class InfaktSimulator:
         if invoice is None:
             _add_error(errors, "base", "Faktura nie istnieje.")
         elif invoice["paid_date"]:
-            _add_error(errors, "status", MSG_ALREADY_PAID)
+            # PM "Błąd przetwarzania": invoice_errors.status is a plain string here
+            errors["status"] = MSG_ALREADY_PAID
         else:
-            parsed = _today() if paid_date in (None, "") else _parse_date(paid_date)
+            parsed = self._today() if paid_date in (None, "") else _parse_date(paid_date)
             if parsed is None:
                 _add_error(errors, "paid_date", "Nieprawidłowy format daty (RRRR-MM-DD).")
             elif parsed < dt.date.fromisoformat(invoice["invoice_date"]):
@@ -1482,20 +1807,24 @@ class InfaktSimulator:
                            "Data zapłaty nie może być wcześniejsza niż data wystawienia faktury.")
             else:
                 self._set_paid_locked(invoice, parsed)
+        # An async mark-paid fires the form's "…zapłacona przez async API inFakt" events, not
+        # invoice_paid: the simulator sends the async event names (OL's guesses, see
+        # EVENT_MARK_PAID_ASYNC) with the task as resource. Both name and resource are
+        # unconfirmed; receivers must keep polling the task.
         if errors:
             task["code"] = 422
             task["errors"] = errors
             self._counters["tasks_failed"] += 1
+            self._emit_locked(EVENT_MARK_PAID_ASYNC_ERROR, self._async_resource(task))
             return
         task["code"] = 200
-        self._emit_locked("invoice_paid", self._invoice_view(invoice), invoice_resource=True)
+        self._emit_locked(EVENT_MARK_PAID_ASYNC, self._async_resource(task))
 
     def _set_paid_locked(self, document, paid_date):
         document["paid_date"] = paid_date.isoformat()
         document["status"] = "paid"
         document["paid_price"] = document["gross_price"]
         document["left_to_pay"] = 0
-        document["updated_at"] = _ts_iso(_now())
 
     # ---------------------------------------------------------------- building documents
 
@@ -1564,44 +1893,80 @@ class InfaktSimulator:
                 _add_error(errors, "client_last_name", "Nazwisko nabywcy nie może być puste.")
         if not (company or first or last):
             _add_error(errors, "base", "client_id required")
+            return
+        # inFakt files an inline buyer as a new client (PM "Podgląd" reads back client_id for
+        # an invoice made with client_* data; OL: no de-duplication by NIP). The client is
+        # stored when the document is (see _finish_document_locked).
+        client = {source: data.get(target) for source, target in CLIENT_TO_INVOICE
+                  if data.get(target) not in (None, "")}
+        if not client.get("business_activity_kind"):
+            client["business_activity_kind"] = (
+                "other_business" if company else "private_person")
+        client.setdefault("country", "PL")
+        document["_inline_client"] = client
 
-    def _price_service(self, raw, errors):
+    def _id_in_locked(self, value, known, errors, field, message):
+        """An integer id from ``value`` (int or digit string) that must be in ``known``."""
+        if isinstance(value, bool):
+            value = None
+        elif isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if not isinstance(value, int) or (known is not None and value not in known):
+            _add_error(errors, field, message)
+            return None
+        return value
+
+    def _price_service(self, raw, errors, corrective=False):
         if not isinstance(raw, dict):
             _add_error(errors, "services", "Nieprawidłowa pozycja faktury.")
             return None
-        before = sum(len(v) for v in errors.values())
+        problems = []  # this row's errors (``errors`` dedupes messages across rows)
+
+        def fail(field, message):
+            problems.append(field)
+            _add_error(errors, field, message)
+
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
-            _add_error(errors, "services.name", "Nazwa pozycji nie może być pusta.")
+            fail("services.name", "Nazwa pozycji nie może być pusta.")
         symbol = raw.get("tax_symbol")
         symbol = str(symbol) if isinstance(symbol, (str, int)) and not isinstance(
             symbol, bool) else None
         if symbol not in TAX_RATES:
-            _add_error(errors, "services.tax_symbol",
-                       "Nieprawidłowa stawka VAT (dozwolone: {}).".format(", ".join(TAX_RATES)))
+            fail("services.tax_symbol",
+                 "Nieprawidłowa stawka VAT (dozwolone: {}).".format(", ".join(TAX_RATES)))
         quantity = raw.get("quantity")
         quantity = _to_decimal(1 if quantity in (None, "") else quantity)
         if quantity is None:
-            _add_error(errors, "services.quantity", "Ilość musi być liczbą.")
+            fail("services.quantity", "Ilość musi być liczbą.")
         discount = _to_decimal(raw.get("discount") or 0)
         if discount is None or not (0 <= discount <= 100):
-            _add_error(errors, "services.discount", "Rabat musi być liczbą od 0 do 100.")
-        prices = {}
-        for field in ("unit_net_price", "net_price", "gross_price"):
+            fail("services.discount", "Rabat musi być liczbą od 0 do 100.")
+        gtu_id = raw.get("gtu_id")
+        if gtu_id not in (None, ""):
+            gtu_id = self._id_in_locked(gtu_id, {row[0] for row in GTUS}, errors,
+                                        "services.gtu_id", "Nieprawidłowy kod GTU.")
+            if gtu_id is None:
+                problems.append("services.gtu_id")
+        else:
+            gtu_id = None
+        price_fields = ("unit_net_price", "net_price") if corrective else (
+            "unit_net_price", "net_price", "gross_price")
+        prices = {"unit_net_price": None, "net_price": None, "gross_price": None}
+        for field in price_fields:
             value = raw.get(field)
             if value in (None, ""):
-                prices[field] = None
                 continue
             try:
                 prices[field] = _to_grosze(value)
             except ValueError:
-                _add_error(errors, "services." + field,
-                           "Kwota musi być liczbą całkowitą (w groszach).")
-                prices[field] = None
-        if all(v is None for v in prices.values()) and not any(
-                "services." + f in errors for f in prices):
-            _add_error(errors, "services.unit_net_price", "Cena netto nie może być pusta.")
-        if sum(len(v) for v in errors.values()) != before:
+                fail("services." + field, "Kwota musi być liczbą całkowitą (w groszach).")
+        if all(v is None for v in prices.values()) and not problems:
+            # corrective rows: gross_price is read-only (PM corrective definition), the price
+            # comes from unit_net_price only: a row priced by gross_price alone has no price
+            fail("services.unit_net_price", "Cena netto nie może być pusta.")
+            return None
+        if problems:
             return None
         rate = Decimal(TAX_RATES[symbol])
         unit_net = prices["unit_net_price"]
@@ -1619,29 +1984,38 @@ class InfaktSimulator:
             gross = net + tax
             if unit_net is None:
                 unit_net = _round_half_up(Decimal(net) / quantity) if quantity else net
-        service = {key: copy.deepcopy(raw[key]) for key in SERVICE_FIELDS if key in raw}
-        service.update({
+        before_discount = raw.get("unit_net_price_before_discount")
+        pkwiu = raw.get("pkwiu")
+        service = {
             "id": self._next_service_id,
             "name": name.strip(),
             "tax_symbol": symbol,
-            "unit": raw.get("unit") or "szt.",
-            "quantity": float(quantity),
+            "unit": raw.get("unit") or "",
+            # read back as a JSON number: 1 for whole quantities, 0.5 otherwise (PM)
+            "quantity": int(quantity) if quantity == quantity.to_integral_value()
+            else float(quantity),
             "unit_net_price": unit_net,
-            "unit_net_price_before_discount": (
-                raw["unit_net_price_before_discount"]
-                if isinstance(raw.get("unit_net_price_before_discount"), int)
-                else unit_net
-            ),
-            "discount": _dec_str(discount),
             "net_price": net,
-            "tax_price": tax,
             "gross_price": gross,
-        })
+            "tax_price": tax,
+            "symbol": f"{pkwiu} / - / -" if pkwiu else None,
+            "pkwiu": pkwiu,
+            "cn": raw.get("cn"),
+            "pkob": raw.get("pkob"),
+            "discount": _dec_str(discount),
+            "unit_net_price_before_discount": (
+                before_discount if isinstance(before_discount, int)
+                and not isinstance(before_discount, bool) else unit_net),
+            "gtu_id": gtu_id,
+        }
+        for key in ("flat_rate_tax_symbol", "vat_date_value", "occasional_sale"):
+            if key in raw:
+                service[key] = copy.deepcopy(raw[key])
         self._next_service_id += 1
         return service
 
     def _common_locked(self, data, fields, errors, defaults, corrective):
-        """Validation + normalisation shared by invoices and corrective invoices."""
+        """Validation + normalisation shared by every kind of income document."""
         document = {key: None for key in fields}
         document.update({k: copy.deepcopy(data[k]) for k in fields if k in data})
         payment_method = data.get("payment_method") or defaults.get("payment_method")
@@ -1652,6 +2026,12 @@ class InfaktSimulator:
                        "Nieznany sposób płatności. " + MSG_PAYMENT_METHOD)
         elif payment_method == "transfer":
             number = data.get("bank_account") or defaults.get("bank_account")
+            if number in (None, ""):
+                # assumption: without a number inFakt prints the account's default bank
+                # account (GH's example sends transfer without one); a number it does not
+                # know (or not verified) is refused with 422 (PM)
+                number = next((a.get("account_number") for a in self._config["bank_accounts"]
+                               if a.get("default")), None)
             account = self._find_bank_account_locked(number)
             if account is None or not account.get("verified", True):
                 _add_error(errors, "bank_account",
@@ -1670,11 +2050,10 @@ class InfaktSimulator:
             _add_error(errors, "vat_exchange_date_kind",
                        "Nieprawidłowy rodzaj daty kursu (vat lub pit).")
         elif currency != "PLN" and exchange in (None, ""):
-            _add_error(errors, "vat_exchange_date_kind",
-                       "Dla faktury w walucie obcej wybierz datę kursu (vat lub pit).")
+            exchange = "vat"  # inFakt fills it in itself (OL live, EUR invoice, 2026-08-14)
         document["currency"] = currency
         document["vat_exchange_date_kind"] = exchange or None
-        today = _today()
+        today = self._today()
         invoice_date = self._date_locked(data, "invoice_date", errors, today)
         sale_date = self._date_locked(data, "sale_date", errors, invoice_date)
         payment_date = self._date_locked(data, "payment_date", errors, invoice_date)
@@ -1690,29 +2069,59 @@ class InfaktSimulator:
         sale_type = data.get("sale_type")
         if sale_type not in (None, "") and sale_type not in ("service", "merchandise"):
             _add_error(errors, "sale_type", "Nieprawidłowy rodzaj sprzedaży.")
+        document["sale_type"] = sale_type or ""
+        markings = data.get("document_markings_ids")
+        if markings in (None, ""):
+            markings = []
+        if not isinstance(markings, list):
+            _add_error(errors, "document_markings_ids",
+                       "Oznaczenia dokumentu muszą być tablicą identyfikatorów.")
+            markings = []
+        known_markings = {row[0] for row in DOCUMENT_MARKINGS}
+        document["document_markings_ids"] = [
+            value for value in (
+                self._id_in_locked(m, known_markings, errors, "document_markings_ids",
+                                   "Nieprawidłowe oznaczenie dokumentu.") for m in markings)
+            if value is not None]
+        kind_id = data.get("transaction_kind_id")
+        document["transaction_kind_id"] = None if kind_id in (None, "") else self._id_in_locked(
+            kind_id, {row[0] for row in TRANSACTION_KINDS}, errors, "transaction_kind_id",
+            "Nieprawidłowy rodzaj transakcji.")
         if paid_date and invoice_date and paid_date < invoice_date:
             _add_error(errors, "paid_date",
                        "Data zapłaty nie może być wcześniejsza niż data wystawienia faktury.")
         self._buyer_locked(data, errors, document)
         document.setdefault("client_uuid", None)
+        document["_check_duplicate_number"] = _truthy(data.get("check_duplicate_number", False))
+        document["_vat_date_value"] = data.get("vat_date_value")
+        document["_occasional_sale"] = data.get("occasional_sale")
         return document, {
             "invoice_date": invoice_date, "sale_date": sale_date, "payment_date": payment_date,
             "paid_date": paid_date, "status": status,
         }
 
     def _check_exemption_locked(self, data, services, errors, defaults):
-        if any(s and s["tax_symbol"] == "zw" for s in services):
-            reason = (data.get("vat_exemption_reason") or defaults.get("vat_exemption_reason")
-                      or self._config["default_vat_exemption_reason"])
+        """``vat_exemption_reason`` as an integer id (see VAT_EXEMPTION_MAX_ID for why any
+        positive integer is accepted); required when a line is ``zw`` and no default."""
+        reason = data.get("vat_exemption_reason")
+        if reason in (None, ""):
+            reason = defaults.get("vat_exemption_reason")
+        if reason in (None, "") and any(s and s["tax_symbol"] == "zw" for s in services):
+            reason = self._config["default_vat_exemption_reason"]
             if reason in (None, ""):
                 _add_error(errors, "vat_exemption_reason",
                            "Podstawa zwolnienia z VAT jest wymagana dla stawki zw.")
                 return None
-            if str(reason) not in {str(row[0]) for row in VAT_EXEMPTIONS}:
-                _add_error(errors, "vat_exemption_reason", "Nieznana podstawa zwolnienia z VAT.")
-                return None
-            return reason
-        return data.get("vat_exemption_reason") or defaults.get("vat_exemption_reason")
+        if reason in (None, ""):
+            return None
+        value = reason
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 < value <= VAT_EXEMPTION_MAX_ID):
+            _add_error(errors, "vat_exemption_reason", "Nieznana podstawa zwolnienia z VAT.")
+            return None
+        return value
 
     def _number_locked(self, data, errors, collection, kind, invoice_date):
         number = data.get("number")
@@ -1727,12 +2136,8 @@ class InfaktSimulator:
         return number
 
     def _next_number_locked(self, collection, kind, date):
-        if kind == "proforma":
-            middle = "/PROF"
-        elif kind == "correction":
-            middle = "/KOR"
-        else:
-            middle = ""
+        middle = {"proforma": "/PROF", "correction": "/KOR", "advance": "/ZAL",
+                  "final": "/RZL"}.get(kind, "")
         suffix = f"{middle}/{date.month:02d}/{date.year}"
         pattern = re.compile(r"(\d+)" + re.escape(suffix))
         highest = 0
@@ -1743,7 +2148,13 @@ class InfaktSimulator:
         return f"{highest + 1}{suffix}"
 
     def _finish_document_locked(self, document, dates, kind, number, collection):
-        now = _ts_iso(_now())
+        now = _ts_iso(self._now())
+        inline_client = document.pop("_inline_client", None)
+        if inline_client is not None:
+            client = self._store_client_locked(inline_client)
+            self._counters["clients_created"] += 1
+            document["client_id"] = client["id"]
+            document["client_uuid"] = client["uuid"]
         document.update({
             "id": self._next_id,
             "uuid": str(uuid.uuid4()),
@@ -1757,10 +2168,11 @@ class InfaktSimulator:
             "split_payment": bool(document.get("split_payment_type")),
             "paid_price": 0,
             "left_to_pay": document["gross_price"],
+            "invoice_date_kind": document.get("invoice_date_kind") or "sale_date",
+            "not_income": bool(document.get("not_income")),
             "ksef_data": None,
             "ksef_number": None,
             "created_at": now,
-            "updated_at": now,
             "extensions": {
                 "payments": {"link": None, "available": False},
                 "shares": {"link": None, "available": False, "valid_until": None},
@@ -1772,27 +2184,171 @@ class InfaktSimulator:
             if dates["status"] != "paid":
                 document["status"] = dates["status"]
 
+    def _services_locked(self, data, errors, message):
+        raw_services = data.get("services")
+        if not isinstance(raw_services, list) or not raw_services:
+            _add_error(errors, "services", message)
+            return []
+        return [self._price_service(raw, errors) for raw in raw_services]
+
+    def _sum_services(self, document, services):
+        document["services"] = services
+        for field in ("net_price", "tax_price", "gross_price"):
+            document[field] = sum(s[field] for s in services)
+
+    def _build_document_locked(self, kind, data):
+        return {
+            "invoice": self._build_invoice_locked, "corrective": self._build_corrective_locked,
+            "advance": self._build_advance_locked, "final": self._build_final_locked,
+        }[kind](data)
+
     def _build_invoice_locked(self, data):
         errors = {}
         kind = data.get("kind") or "vat"
         if kind not in INVOICE_KINDS:
             _add_error(errors, "kind", "Nieprawidłowy rodzaj faktury (vat lub proforma).")
         document, dates = self._common_locked(data, INVOICE_FIELDS, errors, {}, False)
-        raw_services = data.get("services")
-        services = []
-        if not isinstance(raw_services, list) or not raw_services:
-            _add_error(errors, "services", "Faktura musi zawierać co najmniej jedną pozycję.")
-        else:
-            services = [self._price_service(raw, errors) for raw in raw_services]
+        services = self._services_locked(
+            data, errors, "Faktura musi zawierać co najmniej jedną pozycję.")
         reason = self._check_exemption_locked(data, services, errors, {})
         number = self._number_locked(data, errors, self._invoices, kind, dates["invoice_date"])
         if errors:
             return None, errors
-        document["services"] = services
+        self._sum_services(document, services)
         document["vat_exemption_reason"] = reason
-        for field in ("net_price", "tax_price", "gross_price"):
-            document[field] = sum(s[field] for s in services)
         self._finish_document_locked(document, dates, kind, number, self._invoices)
+        return document, None
+
+    def _advance_chain_locked(self, advance):
+        """The advances linked through previous_advance_id, oldest first, ending with
+        ``advance``, as ``previous_advances`` entries (PM read-back)."""
+        chain = []
+        seen = set()
+        while advance is not None and advance["id"] not in seen:
+            seen.add(advance["id"])
+            chain.append({key: advance[key] for key in (
+                "id", "uuid", "number", "invoice_date", "advance_price")})
+            advance = self._find_by_id_locked(self._advances, advance.get("previous_advance_id"))
+        return list(reversed(chain))
+
+    @staticmethod
+    def _find_by_id_locked(collection, value):
+        if isinstance(value, bool) or value in (None, ""):
+            return None
+        try:
+            wanted = int(value)
+        except (TypeError, ValueError):
+            return None
+        for document in collection.values():
+            if document["id"] == wanted:
+                return document
+        return None
+
+    def _copy_services_locked(self, document):
+        services = []
+        for row in document["services"]:
+            copied = copy.deepcopy(row)
+            copied["id"] = self._next_service_id
+            self._next_service_id += 1
+            services.append(copied)
+        return services
+
+    def _build_advance_locked(self, data):
+        """An advance invoice (PM "Faktury zaliczkowe"): the services are the whole order,
+        ``advance_price`` the down payment (grosze). A later advance links the previous one
+        with ``previous_advance_id`` (its numeric id) and may omit ``services`` to repeat its
+        items. Read back with kind ``advance``, number ``N/ZAL/MM/YYYY``, net/tax/gross of the
+        services, ``previous_advances`` and ``left_to_pay`` = gross − all advances (PM)."""
+        errors = {}
+        previous = None
+        previous_id = data.get("previous_advance_id")
+        if previous_id not in (None, ""):
+            previous = self._find_by_id_locked(self._advances, previous_id)
+            if previous is None:
+                _add_error(errors, "previous_advance_id",
+                           "Nie znaleziono poprzedniej faktury zaliczkowej.")
+        defaults = {}
+        if previous is not None:
+            defaults = {key: previous.get(key) for key in (
+                "payment_method", "bank_account", "currency", "vat_exchange_date_kind",
+                "vat_exemption_reason")}
+        document, dates = self._common_locked(data, ADVANCE_FIELDS, errors, defaults, False)
+        if data.get("services") in (None, []) and previous is not None:
+            services = self._copy_services_locked(previous)
+        else:
+            services = self._services_locked(
+                data, errors, "Faktura zaliczkowa musi zawierać pozycje zamówienia.")
+        try:
+            advance_price = _to_grosze(data.get("advance_price"))
+        except ValueError:
+            advance_price = None
+        if advance_price is None or advance_price <= 0:
+            _add_error(errors, "advance_price", "Kwota zaliczki musi być większa od zera.")
+        advance_date = self._date_locked(data, "advance_date", errors, dates["invoice_date"])
+        reason = self._check_exemption_locked(data, services, errors, defaults)
+        number = self._number_locked(data, errors, self._advances, "advance",
+                                     dates["invoice_date"])
+        if errors:
+            return None, errors
+        self._sum_services(document, services)
+        document["vat_exemption_reason"] = reason
+        document["advance_price"] = advance_price
+        document["advance_date"] = advance_date.isoformat()
+        document["previous_advance_id"] = previous["id"] if previous else None
+        document["previous_advances"] = self._advance_chain_locked(previous) if previous else []
+        if data.get("not_income") in (None, ""):
+            document["not_income"] = True  # PM example: not sent, read back true
+        self._finish_document_locked(document, dates, "advance", number, self._advances)
+        paid = sum(a["advance_price"] for a in document["previous_advances"]) + advance_price
+        if not document["paid_date"]:
+            document["left_to_pay"] = document["gross_price"] - paid
+        return document, None
+
+    def _build_final_invoice_checks(self, data, errors):
+        previous_id = data.get("previous_advance_id")
+        if previous_id in (None, ""):
+            _add_error(errors, "previous_advance_id",
+                       "Podaj ID ostatniej faktury zaliczkowej (previous_advance_id).")
+            return None
+        last = self._find_by_id_locked(self._advances, previous_id)
+        if last is None:
+            _add_error(errors, "previous_advance_id",
+                       "Nie znaleziono faktury zaliczkowej o podanym ID.")
+        return last
+
+    def _build_final_locked(self, data):
+        """A final invoice (PM "Faktury końcowe"): ``previous_advance_id`` (required) is the
+        numeric id of the last advance; the chain of advances is read back in
+        ``previous_advances``. No PM example shows a final invoice read back: kind ``final``,
+        number ``N/RZL/MM/YYYY`` (next_number example) and ``left_to_pay`` = gross − advances
+        are the simulator's assumptions."""
+        errors = {}
+        last = self._build_final_invoice_checks(data, errors)
+        defaults = {}
+        if last is not None:
+            defaults = {key: last.get(key) for key in (
+                "payment_method", "bank_account", "currency", "vat_exchange_date_kind",
+                "vat_exemption_reason")}
+        document, dates = self._common_locked(data, FINAL_FIELDS, errors, defaults, False)
+        if data.get("services") in (None, []) and last is not None:
+            # PM's example "Tworzenie faktury końcowej" sends no services: the simulator
+            # takes the order's lines from the last advance, as for a later advance
+            services = self._copy_services_locked(last)
+        else:
+            services = self._services_locked(
+                data, errors, "Faktura końcowa musi zawierać co najmniej jedną pozycję.")
+        reason = self._check_exemption_locked(data, services, errors, defaults)
+        number = self._number_locked(data, errors, self._finals, "final", dates["invoice_date"])
+        if errors:
+            return None, errors
+        self._sum_services(document, services)
+        document["vat_exemption_reason"] = reason
+        document["previous_advance_id"] = last["id"]
+        document["previous_advances"] = self._advance_chain_locked(last)
+        self._finish_document_locked(document, dates, "final", number, self._finals)
+        if not document["paid_date"]:
+            document["left_to_pay"] = document["gross_price"] - sum(
+                a["advance_price"] for a in document["previous_advances"])
         return document, None
 
     def _find_corrected_locked(self, data, errors):
@@ -1818,6 +2374,8 @@ class InfaktSimulator:
         original = self._find_corrected_locked(data, errors)
         defaults = {}
         if original is not None:
+            # Assumption (no source settles it): a correction inherits the original's
+            # vat_exemption_reason unless it sends its own.
             defaults = {key: original.get(key) for key in (
                 "payment_method", "bank_account", "currency", "vat_exchange_date_kind",
                 "vat_exemption_reason")}
@@ -1833,7 +2391,8 @@ class InfaktSimulator:
         else:
             groups = {}
             for raw in raw_services:
-                service = self._price_service(raw, errors)
+                # gross_price is read-only on corrective rows: priced from unit_net_price
+                service = self._price_service(raw, errors, corrective=True)
                 if not isinstance(raw, dict):
                     continue
                 group = raw.get("group")
@@ -1846,8 +2405,8 @@ class InfaktSimulator:
                     continue
                 groups.setdefault(str(group), []).append(correction)
                 if service is not None:
-                    service["correction"] = correction
                     service["_group"] = str(group)
+                    service["_correction"] = correction
                     rows.append(service)
             for flags in groups.values():
                 if sorted(flags) != [False, True]:
@@ -1865,6 +2424,7 @@ class InfaktSimulator:
             if label not in numeric:
                 numeric[label] = int(label) if label.isdigit() else len(numeric) + 1
             row["group"] = numeric[label]
+            row["correction"] = row.pop("_correction")
         document["services"] = rows
         document["vat_exemption_reason"] = exemption
         for field in ("net_price", "tax_price", "gross_price"):
@@ -1877,6 +2437,8 @@ class InfaktSimulator:
                                               or original["invoice_date"])
         document["correction_reason"] = CORRECTION_REASONS[reason]
         document["correction_reason_symbol"] = reason
+        document["confirmation"] = bool(document.get("confirmation"))
+        document["confirmation_date"] = document.get("confirmation_date") or ""
         self._finish_document_locked(document, dates, "correction", number, self._correctives)
         return document, None
 
@@ -1895,39 +2457,48 @@ class InfaktSimulator:
             view[key] = copy.deepcopy(value)
         return view
 
+
     # ---------------------------------------------------------------- KSeF
 
-    def _ksef_kind(self, corrective):
-        return "corrective_invoice" if corrective else "vat"
+    @staticmethod
+    def _ksef_kind(kind):
+        return DOC_KINDS[kind][3]
 
-    def _start_ksef_locked(self, document, corrective):
-        created = _ts_iso(_now())
+    def _find_document_locked(self, uuid):
+        """``(kind, document)`` of any income document by uuid; ``(None, None)`` if none."""
+        for kind, collection in self._docs.items():
+            if uuid in collection:
+                return kind, collection[uuid]
+        return None, None
+
+    def _start_ksef_locked(self, document, kind):
+        created = _ts_task(self._now())
         data = {
             "request_uuid": str(uuid.uuid4()), "invoice_uuid": document["uuid"],
-            "invoice_kind": self._ksef_kind(corrective), "ksef_number": None,
+            "invoice_kind": self._ksef_kind(kind), "ksef_number": None,
             "status": self._config["ksef_pending_status"],
-            "status_description": "Dokument został wysłany do KSeF i oczekuje na przetworzenie.",
+            "status_description": KSEF_DESC_SENT,
             "timestamps": {"request_created_at": created, "request_finished_at": None},
         }
         document["ksef_data"] = data
-        document["updated_at"] = created
         outcome = self._config["ksef_outcome"]
         finite = outcome in ("success", "error")
         self._ksef_jobs.append({
             "request_uuid": data["request_uuid"], "invoice_uuid": document["uuid"],
-            "corrective": corrective, "outcome": outcome, "status": data["status"],
-            "created_at": created, "finished_at": None, "ksef_number": None,
+            "kind": kind, "corrective": kind == "corrective", "outcome": outcome,
+            "status": data["status"], "created_at": created, "finished_at": None,
+            "ksef_number": None,
             "due": time.monotonic() + self._config["ksef_delay"] if finite else None,
         })
         self._counters["ksef_sends"] += 1
         self._cond.notify_all()
         return data
 
-    def _refuse_ksef_locked(self, document, corrective):
-        now = _ts_iso(_now())
+    def _refuse_ksef_locked(self, document, kind):
+        now = _ts_task(self._now())
         data = {
             "request_uuid": None, "invoice_uuid": document["uuid"],
-            "invoice_kind": self._ksef_kind(corrective), "ksef_number": None,
+            "invoice_kind": self._ksef_kind(kind), "ksef_number": None,
             "status": "rejected", "status_description": MSG_NO_KSEF,
             "timestamps": {"request_created_at": now, "request_finished_at": now},
         }
@@ -1936,9 +2507,8 @@ class InfaktSimulator:
 
     def _complete_ksef_locked(self, job):
         job["due"] = None
-        collection = self._correctives if job["corrective"] else self._invoices
-        document = collection.get(job["invoice_uuid"])
-        finished = _ts_iso(_now())
+        document = self._docs[job["kind"]].get(job["invoice_uuid"])
+        finished = _ts_task(self._now())
         job["finished_at"] = finished
         if document is None or (document.get("ksef_data") or {}).get(
                 "request_uuid") != job["request_uuid"]:
@@ -1949,21 +2519,23 @@ class InfaktSimulator:
         if job["outcome"] == "success":
             number = "{}-{}-{}-{}".format(
                 _digits(self._config["seller_nip"]) or "0000000000",
-                _today().strftime("%Y%m%d"), secrets.token_hex(6).upper(),
+                self._today().strftime("%Y%m%d"), secrets.token_hex(6).upper(),
                 secrets.token_hex(1).upper())
             data.update(status="success", ksef_number=number,
-                        status_description="Dokument został przyjęty przez KSeF.")
+                        status_description=KSEF_DESC_SUCCESS)
             document["ksef_number"] = number
+            # after KSeF success the invoice reads back status "sent" (OL live); the
+            # status is last-write-wins, so a paid invoice flips too (MED saw that)
+            document["status"] = "sent"
             job.update(status="success", ksef_number=number)
             event = "send_to_ksef_success"
         else:
             data.update(status="error", status_description=self._config["ksef_error_description"])
             job["status"] = "error"
             event = "send_to_ksef_error"
-        document["updated_at"] = finished
         self._emit_locked(event, copy.deepcopy(data))
 
-    def _ksef_send_locked(self, document, corrective):
+    def _ksef_send_locked(self, document, kind):
         if document is None:
             raise _error(404, MSG_NOT_FOUND)
         if not self._config["ksef_integration"]:
@@ -1973,14 +2545,14 @@ class InfaktSimulator:
         current = document.get("ksef_data") or {}
         if current.get("status") in ("pending", "sent", "success"):
             raise _error(422, "Dokument został już wysłany do KSeF.")
-        return _json_response(200, copy.deepcopy(self._start_ksef_locked(document, corrective)))
+        return copy.deepcopy(self._start_ksef_locked(document, kind))
 
     # ---------------------------------------------------------------- listing helpers
 
     def _list_envelope(self, request, rows, resource):
         try:
             offset = int(request.arg("offset", 0) or 0)
-            limit = int(request.arg("limit", 10) or 10)
+            limit = int(request.arg("limit", DEFAULT_PAGE_SIZE) or DEFAULT_PAGE_SIZE)
         except ValueError:
             raise _error(400, "Parametry offset i limit muszą być liczbami.") from None
         offset = max(0, offset)
@@ -1997,7 +2569,11 @@ class InfaktSimulator:
 
         return {
             "metainfo": {
-                "count": len(page),
+                # As inFakt reports it: the rows left from offset, capped at the *default*
+                # page size whatever the limit (OL live: limit=2 gave count 10; PM: count 1
+                # on a last page of one row). Clients must page with total_count and the
+                # rows actually returned.
+                "count": min(DEFAULT_PAGE_SIZE, max(0, len(rows) - offset)),
                 "total_count": len(rows),
                 "next": link(offset + limit),
                 "previous": link(max(0, offset - limit)),
@@ -2063,23 +2639,6 @@ class InfaktSimulator:
         return sorted(rows, key=lambda r: (str(r.get(field) or ""), r.get("id") or 0),
                       reverse=descending)
 
-    def _list_documents(self, request, collection, resource, allowed):
-        computed = {"clean_client_nip": lambda r: _digits(r.get("client_tax_code")) or None}
-        rows = self._filter(request, list(collection.values()), allowed, computed)
-        rows = self._order(request, rows, "invoice_date", True)
-        return _json_response(200, self._list_envelope(request, rows, resource))
-
-    def _next_number_response(self, request, collection, default_kind):
-        kind = request.arg("kind") or default_kind
-        date = _parse_date(request.arg("date") or _today().isoformat())
-        if date is None:
-            raise _error(400, "Nieprawidłowa data (RRRR-MM-DD).")
-        return _json_response(200, {
-            "next_number": self._next_number_locked(collection, kind, date),
-            "invoice_date": date.isoformat(),
-            "invoice_kind": kind,
-        })
-
     # ---------------------------------------------------------------- route handlers
 
     def _wrapped(self, request, key):
@@ -2089,19 +2648,11 @@ class InfaktSimulator:
             raise _error(400, f"Brak wymaganego parametru lub jest pusty: {key}")
         return body, payload
 
-    def _r_async_create_invoice(self, request):
-        body, payload = self._wrapped(request, "invoice")
-        task = self._new_task_locked("invoice", "create_invoice", copy.deepcopy(payload),
+    def _r_async_create(self, request, kind):
+        body, payload = self._wrapped(request, DOC_KINDS[kind][1])
+        task = self._new_task_locked(kind, "create_invoice", copy.deepcopy(payload),
                                      send_to_ksef=_truthy(body.get("send_to_ksef", False)))
-        self._counters["creates"] += 1
-        return _json_response(201, self._creation_envelope(task))
-
-    def _r_async_create_corrective(self, request):
-        body, payload = self._wrapped(request, "corrective_invoice")
-        task = self._new_task_locked("corrective_invoice", "create_invoice",
-                                     copy.deepcopy(payload),
-                                     send_to_ksef=_truthy(body.get("send_to_ksef", False)))
-        self._counters["corrective_creates"] += 1
+        self._counters["creates" if kind == "invoice" else f"{kind}_creates"] += 1
         return _json_response(201, self._creation_envelope(task))
 
     @staticmethod
@@ -2118,17 +2669,11 @@ class InfaktSimulator:
             envelope["invoice_uuid"] = task["invoice_uuid"]
         return envelope
 
-    def _task_status(self, ref, kind):
+    def _r_task_status(self, request, ref, kind):
         task = self._tasks.get(ref)
-        if task is None or task["kind"] != kind:
+        if task is None or task["doc"] != kind:
             raise _error(404, MSG_NOT_FOUND)
         return _json_response(200, self._task_view(task, time.monotonic()))
-
-    def _r_invoice_task_status(self, request, ref):
-        return self._task_status(ref, "invoice")
-
-    def _r_corrective_task_status(self, request, ref):
-        return self._task_status(ref, "corrective_invoice")
 
     @staticmethod
     def _paid_date_from(request, wrapper):
@@ -2150,18 +2695,28 @@ class InfaktSimulator:
         self._counters["mark_paid"] += 1
         return _json_response(201, self._creation_envelope(task))
 
-    def _r_list_invoices(self, request):
-        return self._list_documents(request, self._invoices, "invoices", INVOICE_FILTER_FIELDS)
+    def _r_list_documents(self, request, kind):
+        computed = {"clean_client_nip": lambda r: _digits(r.get("client_tax_code")) or None}
+        collection = self._docs[kind]
+        rows = self._filter(request, list(collection.values()), FILTER_FIELDS[kind], computed)
+        rows = self._order(request, rows, "invoice_date", True)
+        rows = [self._invoice_view(row) for row in rows]
+        return _json_response(200, self._list_envelope(request, rows, DOC_KINDS[kind][0]))
 
-    def _r_list_correctives(self, request):
-        return self._list_documents(request, self._correctives, "corrective_invoices",
-                                    CORRECTIVE_FILTER_FIELDS)
-
-    def _r_invoice_next_number(self, request):
-        return self._next_number_response(request, self._invoices, "vat")
-
-    def _r_corrective_next_number(self, request):
-        return self._next_number_response(request, self._correctives, "correction")
+    def _r_next_number(self, request, kind):
+        default = DOC_KINDS[kind][4]
+        number_kind = request.arg("kind") or default
+        date = _parse_date(request.arg("date") or self._today().isoformat())
+        if date is None:
+            raise _error(400, "Nieprawidłowa data (RRRR-MM-DD).")
+        # PM: {"invoice_kind": "vat"} for invoices, "corrective_invoice", "final_invoice"
+        shown = {"correction": "corrective_invoice", "advance": "advance_invoice",
+                 "final": "final_invoice"}.get(number_kind, number_kind)
+        return _json_response(200, {
+            "next_number": self._next_number_locked(self._docs[kind], number_kind, date),
+            "invoice_date": date.isoformat(),
+            "invoice_kind": shown,
+        })
 
     def _document(self, collection, uuid):
         document = collection.get(uuid)
@@ -2169,13 +2724,11 @@ class InfaktSimulator:
             raise _error(404, MSG_NOT_FOUND)
         return document
 
-    def _r_get_invoice(self, request, uuid):
-        return _json_response(200, self._invoice_view(self._document(self._invoices, uuid)))
+    def _r_get_document(self, request, uuid, kind):
+        return _json_response(200, self._invoice_view(self._document(self._docs[kind], uuid)))
 
-    def _r_get_corrective(self, request, uuid):
-        return _json_response(200, self._invoice_view(self._document(self._correctives, uuid)))
-
-    def _delete(self, collection, uuid):
+    def _r_delete_document(self, request, uuid, kind):
+        collection = self._docs[kind]
         document = self._document(collection, uuid)
         if (document.get("ksef_data") or {}).get("status") in ("pending", "sent", "success"):
             raise _error(422, "Nie można usunąć dokumentu wysłanego do KSeF.")
@@ -2184,21 +2737,17 @@ class InfaktSimulator:
         self._emit_locked("invoice_deleted", self._invoice_view(document), invoice_resource=True)
         return _Response(204)
 
-    def _r_delete_invoice(self, request, uuid):
-        return self._delete(self._invoices, uuid)
-
-    def _r_delete_corrective(self, request, uuid):
-        return self._delete(self._correctives, uuid)
-
-    def _pdf(self, request, collection, uuid, corrective):
-        document = self._document(collection, uuid)
+    def _r_pdf(self, request, uuid, kind):
+        document = self._document(self._docs[kind], uuid)
         document_type = request.arg("document_type")
         if document_type not in DOCUMENT_TYPES:
             raise _error(400, "Parametr document_type jest wymagany (np. original).")
         locale = request.arg("locale") or "pl"
         if locale not in LOCALES:
             raise _error(400, "Nieobsługiwany parametr locale (pl, en, pe).")
-        title = "Faktura korygujaca" if corrective else (
+        corrective = kind == "corrective"
+        title = {"corrective": "Faktura korygujaca", "advance": "Faktura zaliczkowa",
+                 "final": "Faktura koncowa"}.get(kind) or (
             "Faktura proforma" if document["kind"] == "proforma" else "Faktura VAT")
         buyer = document.get("client_company_name") or " ".join(
             p for p in (document.get("client_first_name"), document.get("client_last_name")) if p)
@@ -2231,6 +2780,12 @@ class InfaktSimulator:
             "Razem brutto: {} {}".format(_format_money(document["gross_price"]), currency),
             "Sposob platnosci: {}".format(document["payment_method"]),
         ]
+        if kind == "advance":
+            lines.append("Zaliczka: {} {}".format(_format_money(document["advance_price"]),
+                                                  currency))
+        for previous in document.get("previous_advances") or ():
+            lines.append("Poprzednia zaliczka nr {}: {} {}".format(
+                previous["number"], _format_money(previous["advance_price"]), currency))
         if document.get("bank_account"):
             lines.append("Konto: {}".format(document["bank_account"]))
         if document.get("ksef_number"):
@@ -2238,24 +2793,19 @@ class InfaktSimulator:
         lines.append("Dokument wygenerowany przez symulator inFakt (nie jest faktura).")
         pdf = build_pdf(lines)
         document["status"] = "printed"
-        document["updated_at"] = _ts_iso(_now())
         self._counters["pdf_downloads"] += 1
         filename = re.sub(r"[^A-Za-z0-9_.-]", "_", document["number"]) + ".pdf"
         return _Response(200, pdf, content_type="application/pdf",
                          headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
-    def _r_invoice_pdf(self, request, uuid):
-        return self._pdf(request, self._invoices, uuid, False)
-
-    def _r_corrective_pdf(self, request, uuid):
-        return self._pdf(request, self._correctives, uuid, True)
-
-    def _r_corrective_paid(self, request, uuid):
-        document = self._document(self._correctives, uuid)
-        paid_date = self._paid_date_from(request, "corrective_invoice")
+    def _r_sync_paid(self, request, uuid, kind):
+        """``POST /{corrective,advance,final}_invoices/{uuid}/paid.json``: synchronous,
+        204 (PM; ``paid_date`` as a query parameter, today by default)."""
+        document = self._document(self._docs[kind], uuid)
+        paid_date = self._paid_date_from(request, DOC_KINDS[kind][1])
         if document["paid_date"]:
             raise _error(422, MSG_ALREADY_PAID)
-        parsed = _today() if paid_date in (None, "") else _parse_date(paid_date)
+        parsed = self._today() if paid_date in (None, "") else _parse_date(paid_date)
         if parsed is None:
             raise _error(422, "Nieprawidłowy format daty (RRRR-MM-DD).")
         if parsed < dt.date.fromisoformat(document["invoice_date"]):
@@ -2265,22 +2815,46 @@ class InfaktSimulator:
         self._emit_locked("invoice_paid", self._invoice_view(document), invoice_resource=True)
         return _Response(204)
 
-    def _r_invoice_send_to_ksef(self, request, uuid):
+    def _r_send_to_ksef(self, request, uuid, kind):
         request.json()
-        return self._ksef_send_locked(self._invoices.get(uuid), False)
+        return _json_response(200, self._ksef_send_locked(self._docs[kind].get(uuid), kind))
 
-    def _r_corrective_send_to_ksef(self, request, uuid):
-        request.json()
-        return self._ksef_send_locked(self._correctives.get(uuid), True)
+    def _r_ksef1_gone(self, request, **_params):
+        raise _error(410, MSG_KSEF1_GONE)
 
     def _r_ksef_document_send(self, request, uuid):
         request.json()
-        if uuid in self._correctives:
-            return self._ksef_send_locked(self._correctives[uuid], True)
-        return self._ksef_send_locked(self._invoices.get(uuid), False)
+        kind, document = self._find_document_locked(uuid)
+        return _json_response(200, self._ksef_send_locked(document, kind or "invoice"))
+
+    def _r_ksef_bulk_send(self, request):
+        """``POST /ksef2/documents/send.json {"uuids": [...]}`` → ``{"entities": [...]}``;
+        a document that cannot be sent gets ``status: rejected`` (PM "Wyślij wiele")."""
+        body = request.json()
+        uuids = body.get("uuids")
+        if not isinstance(uuids, list) or not uuids:
+            raise _error(400, "Brak wymaganego parametru lub jest pusty: uuids")
+        if not self._config["ksef_integration"]:
+            raise _error(422, MSG_NO_KSEF)
+        entities = []
+        for value in uuids:
+            kind, document = self._find_document_locked(str(value))
+            if document is None:
+                continue  # unknown uuids are left out of "entities"
+            try:
+                entities.append(self._ksef_send_locked(document, kind))
+            except _HTTPError:
+                now = _ts_task(self._now())
+                entities.append({
+                    "request_uuid": None, "invoice_uuid": document["uuid"],
+                    "invoice_kind": self._ksef_kind(kind), "ksef_number": None,
+                    "status": "rejected", "status_description": KSEF_DESC_REJECTED,
+                    "timestamps": {"request_created_at": now, "request_finished_at": None},
+                })
+        return _json_response(200, {"entities": entities})
 
     def _r_ksef_document_status(self, request, uuid):
-        document = self._invoices.get(uuid) or self._correctives.get(uuid)
+        _kind, document = self._find_document_locked(uuid)
         if document is None:
             raise _error(404, MSG_NOT_FOUND)
         if not self._config["ksef_integration"]:
@@ -2294,22 +2868,15 @@ class InfaktSimulator:
                                     "incomes_last_fetched_at": None,
                                     "costs_last_fetched_at": None})
 
-    def _email(self, request, collection, uuid):
-        document = self._document(collection, uuid)
+    def _r_email(self, request, uuid, kind):
+        document = self._document(self._docs[kind], uuid)
         body = request.json()
         recipient = body.get("recipient") or document.get("_client_email")
         if not recipient:
             raise _error(422, "adres e-mail Klienta jest nieznany")
         document["status"] = "sent"
-        document["updated_at"] = _ts_iso(_now())
         self._counters["emails"] += 1
         return _Response(202, b"")
-
-    def _r_invoice_email(self, request, uuid):
-        return self._email(request, self._invoices, uuid)
-
-    def _r_corrective_email(self, request, uuid):
-        return self._email(request, self._correctives, uuid)
 
     def _r_list_clients(self, request):
         computed = {"clean_nip": lambda r: _digits(r.get("nip")) or None}
@@ -2348,15 +2915,45 @@ class InfaktSimulator:
         return _json_response(200, self._list_envelope(request, rows, "bank_accounts"))
 
     def _r_list_vat_rates(self, request):
-        rows = [{"id": i, "rate": rate, "name": name, "symbol": symbol, "valid_from": None,
-                 "valid_until": None} for i, symbol, rate, name in VAT_RATES]
+        rows = [{"id": i, "rate": rate, "name": name, "symbol": symbol,
+                 "valid_from": valid_from, "valid_until": valid_until}
+                for i, symbol, rate, name, valid_from, valid_until in VAT_RATES]
         return _json_response(200, self._list_envelope(request, rows, "vat_rates"))
 
     def _r_list_vat_exemptions(self, request):
-        rows = [{"id": i, "name": name, "description": description}
-                for i, name, description in VAT_EXEMPTIONS]
-        return _json_response(200, self._list_envelope(request, rows, "vat_exemptions"))
+        return _json_response(200, self._list_envelope(request, list(VAT_EXEMPTIONS),
+                                                       "vat_exemptions"))
 
+    def _r_get_vat_exemption(self, request, id):
+        for row in VAT_EXEMPTIONS:
+            if row["id"] == int(id):
+                return _json_response(200, copy.deepcopy(row))
+        raise _error(404, MSG_NOT_FOUND)
+
+    @staticmethod
+    def _gtu_row(row):
+        return {"id": row[0], "name": f"GTU_{row[0]:02d}", "short_description": row[1],
+                "description": row[2]}
+
+    def _r_list_gtus(self, request):
+        rows = [self._gtu_row(row) for row in GTUS]
+        return _json_response(200, self._list_envelope(request, rows, "gtus"))
+
+    def _r_get_gtu(self, request, id):
+        for row in GTUS:
+            if row[0] == int(id):
+                return _json_response(200, self._gtu_row(row))
+        raise _error(404, MSG_NOT_FOUND)
+
+    def _r_list_document_markings(self, request):
+        rows = [{"id": i, "code": code, "short_description": short, "description": long}
+                for i, code, short, long in DOCUMENT_MARKINGS]
+        return _json_response(200, self._list_envelope(request, rows,
+                                                       "documents_markings/incomes"))
+
+    def _r_list_transaction_kinds(self, request):
+        rows = [{"id": i, "name": name, "symbol": symbol} for i, name, symbol in TRANSACTION_KINDS]
+        return _json_response(200, self._list_envelope(request, rows, "transaction_kinds"))
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -2382,6 +2979,12 @@ def _parse_args(argv):
     parser.add_argument("--ksef-outcome", default="success", choices=sorted(KSEF_OUTCOMES))
     parser.add_argument("--no-ksef-integration", action="store_true",
                         help="behave like an account without KSeF integration")
+    parser.add_argument("--timezone", default=DEFAULT_TIMEZONE, metavar="ZONE",
+                        help="zone of the simulator's dates: an IANA name, UTC or local "
+                             "(default Europe/Warsaw, as inFakt)")
+    parser.add_argument("--now", default=None, metavar="ISO-TIME",
+                        help="start the clock at this instant (e.g. 2026-11-24T23:30:00Z); "
+                             "it runs on from there")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     return parser.parse_args(argv)
 
@@ -2397,12 +3000,26 @@ def main(argv=None):
         "ksef_delay": args.ksef_delay,
         "ksef_outcome": args.ksef_outcome,
         "ksef_integration": not args.no_ksef_integration,
+        "timezone": args.timezone,
     }
+    if args.now:
+        try:
+            start = _parse_instant(args.now)
+        except ValueError:
+            print(f"inFakt simulator: --now {args.now!r} is not an ISO time "
+                  "(e.g. 2026-11-24T23:30:00Z)", file=sys.stderr, flush=True)
+            return 2
+        config["clock_offset"] = (start - _real_utc_now()).total_seconds()
     if args.webhook_active:
         config["webhook_status"] = "active"
-    simulator = InfaktSimulator(
-        host=args.host, port=args.port, api_keys=tuple(args.api_keys or ("sim-api-key",)),
-        task_delay=args.task_delay, rate_window=args.rate_window, quiet=args.quiet, **config)
+    api_keys = tuple(args.api_keys or ("sim-api-key",))
+    try:
+        simulator = InfaktSimulator(
+            host=args.host, port=args.port, api_keys=api_keys, task_delay=args.task_delay,
+            rate_window=args.rate_window, quiet=args.quiet, **config)
+    except ValueError as exc:
+        print(f"inFakt simulator: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
 
     def _on_signal(signum, frame):
@@ -2410,8 +3027,18 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    simulator.start()
+    try:
+        simulator.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            reason = "the port is already in use (another simulator? try --port 0 or another)"
+        print(f"inFakt simulator: cannot listen on {args.host}:{args.port}: {reason}",
+              file=sys.stderr, flush=True)
+        return 1
     print(f"inFakt simulator listening on {simulator.base_url}", flush=True)
+    print("Accepted API key{}: {}  (header X-inFakt-ApiKey)".format(
+        "s" if len(api_keys) > 1 else "", ", ".join(api_keys)), flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -11,6 +11,7 @@ on the client under test.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -144,9 +145,22 @@ def stop_simulator_process(handle, timeout=10.0):
     return process.returncode
 
 
+def _clock_args():
+    """Extra simulator arguments from the environment, to run the suite at a chosen hour:
+    ``INFAKT_SIMULATOR_NOW=2026-11-24T23:30:00Z`` (the simulator's clock starts there) and
+    ``INFAKT_SIMULATOR_TIMEZONE=UTC``."""
+    args = []
+    if os.environ.get("INFAKT_SIMULATOR_NOW"):
+        args += ["--now", os.environ["INFAKT_SIMULATOR_NOW"]]
+    if os.environ.get("INFAKT_SIMULATOR_TIMEZONE"):
+        args += ["--timezone", os.environ["INFAKT_SIMULATOR_TIMEZONE"]]
+    return args
+
+
 @pytest.fixture(scope="session")
 def simulator_process():
-    handle = start_simulator_process("--api-key", API_KEY, "--task-delay", "0.2", "--quiet")
+    handle = start_simulator_process("--api-key", API_KEY, "--task-delay", "0.2", "--quiet",
+                                     *_clock_args())
     try:
         yield handle
     finally:
@@ -202,6 +216,16 @@ class SimulatorClient:
 
     def verify_webhook(self):
         return self._control("POST", "webhooks/verify")
+
+    def clock(self):
+        """``{"now", "today", "timezone"}`` as the simulator sees them."""
+        return self._control("GET", "clock")
+
+    def today(self):
+        """The simulator's date. It follows Polish time (as inFakt does), which between 23:00
+        and 24:00 UTC (22:00 in summer) is already tomorrow: tests compare dates with this,
+        never with the machine's ``date.today()``."""
+        return datetime.date.fromisoformat(self.clock()["today"])
 
     def wait_idle(self, timeout=5.0):
         """Wait until no task, KSeF request or webhook delivery is pending."""

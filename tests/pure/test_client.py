@@ -388,6 +388,11 @@ def test_key_without_scope(simulator):
             infakt.create_invoice(make_invoice())
         assert info.value.status == 403
         assert "api:invoices:write" in info.value.message
+        # KSeF 2.0's integration status needs only api:invoices:read (PM, GH ksef.md)
+        assert infakt.get_ksef_integration()["active"] is True
+    with client_for(simulator, key="read-only") as infakt:
+        simulator.configure(api_keys=[simulator.api_key,
+                                      {"key": "read-only", "scopes": ["api:costs:read"]}])
         with pytest.raises(InfaktPermissionError):
             infakt.get_ksef_integration()
     assert simulator.state()["tasks"] == []
@@ -408,14 +413,19 @@ def test_async_validation_error(client, simulator):
     assert simulator.state()["invoices"] == []
 
 
-def test_payment_method_and_currency_validation(client):
+def test_payment_method_validation_and_exchange_date_kind_filled_in(client):
     body = make_invoice(currency="EUR")
     del body["vat_exchange_date_kind"]
     body["payment_method"] = "bitcoin"
     status = wait_task(client, client.create_invoice(body)["invoice_task_reference_number"])
     assert status.failed
-    assert set(status.errors) >= {"payment_method", "vat_exchange_date_kind"}
+    # real inFakt fills vat_exchange_date_kind in itself (OL live, EUR invoice, 2026-08-14)
+    assert set(status.errors) == {"payment_method"}
     assert "Proszę wybrać odpowiedni sposób płatności." in status.errors["payment_method"][-1]
+    body["payment_method"] = "transfer"
+    status = wait_task(client, client.create_invoice(body)["invoice_task_reference_number"])
+    assert status.done
+    assert client.get_invoice(status.invoice_uuid)["vat_exchange_date_kind"] == "vat"
 
 
 def test_duplicate_number_refused(client, simulator):

@@ -487,7 +487,7 @@ def test_net_line_with_discount_shows_it():
         "unit_net_price": "225.00", "net_price": "2700.00",
         "discount": "10", "unit_net_price_before_discount": "250.00",
     })
-    assert service["discount"] == "10"
+    assert service["discount"] == 10  # a JSON number (PM: integer percent)
     assert service["unit_net_price_before_discount"] == 25000
     assert service["unit_net_price"] == 22500
     assert service["net_price"] == 270000

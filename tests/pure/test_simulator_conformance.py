@@ -5,13 +5,14 @@ Every test talks to the simulator over real HTTP (a subprocess started by confte
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import importlib.util
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_missing_scopes_give_403(http, simulator):
     denied = call(http, simulator, "POST", "/async/invoices.json",
                   json={"invoice": invoice_payload()})
     assert denied.status_code == 403 and "api:invoices:write" in denied.json()["error"]
-    assert call(http, simulator, "GET", "/ksef/integration.json").status_code == 403
+    # KSeF 2.0's integration status needs only api:invoices:read (PM, GH ksef.md)
     assert call(http, simulator, "GET", "/ksef2/integration.json").status_code == 200
     assert call(http, simulator, "GET", "/invoices.json", key="writer").status_code == 403
     assert call(http, simulator, "POST", "/async/invoices.json", key="writer",
@@ -279,7 +280,7 @@ def test_invoice_read_back_and_money(http, simulator):
          "discount": 10},
         {"name": "Zwolnione", "tax_symbol": "np", "unit_net_price": 5000},
     ])
-    today = dt.date.today()
+    today = simulator.today()
     assert isinstance(invoice["id"], int)
     assert invoice["kind"] == "vat" and invoice["status"] == "draft"
     assert re.fullmatch(rf"\d+/{today.month:02d}/{today.year}", invoice["number"])
@@ -335,11 +336,14 @@ def test_list_envelope_paging_and_limits(http, simulator):
     page = call(http, simulator, "GET", "/invoices.json", params={"limit": 2}).json()
     assert set(page) == {"metainfo", "entities"}
     assert set(page["metainfo"]) == {"count", "total_count", "next", "previous"}
-    assert page["metainfo"]["count"] == 2 and page["metainfo"]["total_count"] == 3
+    # count as real inFakt reports it: not the rows returned but the rows left from the
+    # offset capped at the default page size of 10, whatever the limit (OL live capture)
+    assert page["metainfo"]["count"] == 3 and page["metainfo"]["total_count"] == 3
+    assert len(page["entities"]) == 2
     assert "offset=2" in page["metainfo"]["next"]
     rest = call(http, simulator, "GET", "/invoices.json",
                 params={"limit": 2, "offset": 2}).json()
-    assert len(rest["entities"]) == 1
+    assert len(rest["entities"]) == 1 and rest["metainfo"]["count"] == 1
     ids = {e["uuid"] for e in page["entities"]} | {e["uuid"] for e in rest["entities"]}
     assert len(ids) == 3
     default = call(http, simulator, "GET", "/invoices.json").json()
@@ -383,8 +387,6 @@ VALIDATION_CASES = [
      "payment_method"),
     ("unknown payment method", lambda: invoice_payload(payment_method="bitcoin"),
      "payment_method"),
-    ("transfer without bank account", lambda: _without(invoice_payload(), "bank_account"),
-     "bank_account"),
     ("transfer with unknown account",
      lambda: invoice_payload(bank_account="PL27114020040000300201355387"), "bank_account"),
     ("bad tax symbol", lambda: invoice_payload(services=[
@@ -402,8 +404,8 @@ VALIDATION_CASES = [
     ("private person without last name", lambda: _without(invoice_payload(
         client_business_activity_kind="private_person", client_first_name="Jan"),
         "client_company_name"), "client_last_name"),
-    ("foreign currency without exchange date kind", lambda: invoice_payload(currency="EUR"),
-     "vat_exchange_date_kind"),
+    ("unknown exchange date kind", lambda: invoice_payload(
+        currency="EUR", vat_exchange_date_kind="nbp"), "vat_exchange_date_kind"),
     ("zw line without exemption reason", lambda: invoice_payload(services=[
         {"name": "Szkolenie", "tax_symbol": "zw", "unit_net_price": 100}]),
      "vat_exemption_reason"),
@@ -420,6 +422,17 @@ def test_validation_errors_end_the_task_with_422(http, simulator, case, make, fi
     errors = task_errors(http, simulator, make())
     assert field in errors, errors
     assert simulator.state()["invoices"] == []
+
+
+def test_transfer_without_bank_account_uses_the_default_one(http, simulator):
+    """OL: "'transfer' 422s unless the seller has a bank account configured on the Infakt
+    side"; GH's example sends transfer without bank_account."""
+    simulator.configure(task_delay=0)
+    invoice = create_invoice(http, simulator, _without(invoice_payload(), "bank_account"))
+    assert invoice["bank_account"] == ACCOUNT
+    simulator.configure(bank_accounts=[])
+    errors = task_errors(http, simulator, _without(invoice_payload(), "bank_account"))
+    assert "bank_account" in errors
 
 
 def test_missing_payment_method_message_is_documented(http, simulator):
@@ -518,7 +531,7 @@ def test_corrective_invoice_totals_are_after_minus_before(http, simulator):
     uuid = status["invoice_uuid"]
     correction = call(http, simulator, "GET", f"/corrective_invoices/{uuid}.json").json()
     assert correction["kind"] == "correction"
-    today = dt.date.today()
+    today = simulator.today()
     assert re.fullmatch(rf"\d+/KOR/{today.month:02d}/{today.year}", correction["number"])
     assert correction["corrected_invoice_number"] == original["number"]
     assert correction["corrected_invoice_uuid"] == original["uuid"]
@@ -616,7 +629,8 @@ def test_pdf_download_is_a_real_pdf_and_marks_printed(http, simulator):
 
 def test_pdf_requires_document_type_and_keeps_paid_date(http, simulator):
     simulator.configure(task_delay=0)
-    invoice = create_invoice(http, simulator, status="paid", paid_date=dt.date.today().isoformat())
+    invoice = create_invoice(http, simulator, status="paid",
+                             paid_date=simulator.today().isoformat())
     assert invoice["paid_date"] and invoice["left_to_pay"] == 0
     missing = call(http, simulator, "GET", f"/invoices/{invoice['uuid']}/pdf.json")
     assert missing.status_code == 400 and "error" in missing.json()
@@ -679,7 +693,8 @@ def test_mark_paid_lifecycle_and_already_paid(http, simulator, where):
     status = wait_task(http, simulator, again["invoice_task_reference_number"])
     assert status["processing_code"] == 422
     assert status["processing_description"] == "Nie udało się oznaczyć faktury jako zapłaconej"
-    assert status["invoice_errors"] == {"status": ["Faktura już została oznaczona jako zapłacona."]}
+    # a plain string, as in PM's "Błąd przetwarzania" example
+    assert status["invoice_errors"] == {"status": "Faktura już została oznaczona jako zapłacona."}
 
 
 def test_mark_paid_defaults_to_today_and_rejects_date_before_issue(http, simulator):
@@ -693,7 +708,7 @@ def test_mark_paid_defaults_to_today_and_rejects_date_before_issue(http, simulat
     assert wait_task(http, simulator, ok["invoice_task_reference_number"]
                      )["processing_code"] == 200
     paid = call(http, simulator, "GET", f"/invoices/{invoice['uuid']}.json").json()
-    assert paid["paid_date"] == dt.date.today().isoformat()
+    assert paid["paid_date"] == simulator.today().isoformat()
     missing = call(http, simulator, "POST", "/async/invoices/not-a-uuid/paid.json")
     assert missing.status_code == 404
 
@@ -710,7 +725,7 @@ def test_corrective_paid_is_sync_204(http, simulator):
     response = call(http, simulator, "POST", f"/corrective_invoices/{uuid}/paid.json")
     assert response.status_code == 204 and response.content == b""
     assert call(http, simulator, "GET", f"/corrective_invoices/{uuid}.json"
-                ).json()["paid_date"] == dt.date.today().isoformat()
+                ).json()["paid_date"] == simulator.today().isoformat()
     assert call(http, simulator, "POST", f"/corrective_invoices/{uuid}/paid.json"
                 ).status_code == 422
 
@@ -722,11 +737,11 @@ def test_ksef_without_integration_gives_422(http, simulator):
     simulator.configure(task_delay=0, ksef_integration=False)
     invoice = create_invoice(http, simulator)
     for path in (f"/invoices/{invoice['uuid']}/send_to_ksef.json",
-                 f"/ksef/documents/{invoice['uuid']}/send.json"):
+                 f"/ksef2/documents/{invoice['uuid']}/send.json"):
         response = call(http, simulator, "POST", path)
         assert response.status_code == 422
         assert response.json() == NO_KSEF
-    integration = call(http, simulator, "GET", "/ksef/integration.json").json()
+    integration = call(http, simulator, "GET", "/ksef2/integration.json").json()
     assert integration["active"] is False
     assert set(integration) == {"active", "incomes_last_fetched_at", "costs_last_fetched_at"}
     assert call(http, simulator, "POST", "/invoices/nope/send_to_ksef.json").status_code == 404
@@ -742,7 +757,9 @@ def test_ksef_success_flow(http, simulator):
     assert sent["invoice_uuid"] == invoice["uuid"] and sent["invoice_kind"] == "vat"
     assert set(sent) == {"request_uuid", "invoice_uuid", "invoice_kind", "ksef_number", "status",
                          "status_description", "timestamps"}
-    status_path = f"/ksef/documents/{invoice['uuid']}/status.json"
+    assert sent["status_description"] == "Faktura została wysłana do przetworzenia w KSeF."
+    assert TASK_TS.match(sent["timestamps"]["request_created_at"])
+    status_path = f"/ksef2/documents/{invoice['uuid']}/status.json"
     assert call(http, simulator, "GET", status_path).json()["status"] == "pending"
 
     def finished():
@@ -752,12 +769,12 @@ def test_ksef_success_flow(http, simulator):
     done = wait_until(finished, timeout=3)
     assert done["status"] == "success" and KSEF_NUMBER.match(done["ksef_number"])
     assert done["request_uuid"] == sent["request_uuid"]
-    assert done["timestamps"]["request_finished_at"]
+    assert TASK_TS.match(done["timestamps"]["request_finished_at"])
+    assert done["status_description"] == "Faktura została przetworzona."  # PM
     read = call(http, simulator, "GET", f"/invoices/{invoice['uuid']}.json").json()
     assert read["ksef_number"] == done["ksef_number"]
     assert read["ksef_data"]["status"] == "success"
-    ksef2 = call(http, simulator, "GET", f"/ksef2/documents/{invoice['uuid']}/status.json")
-    assert ksef2.json()["ksef_number"] == done["ksef_number"]
+    assert read["status"] == "sent"  # after KSeF success (OL live)
     again = call(http, simulator, "POST", f"/invoices/{invoice['uuid']}/send_to_ksef.json")
     assert again.status_code == 422 and "error" in again.json()
 
@@ -782,7 +799,7 @@ def test_ksef_pending_forever(http, simulator):
     invoice = create_invoice(http, simulator)
     call(http, simulator, "POST", f"/invoices/{invoice['uuid']}/send_to_ksef.json")
     time.sleep(0.2)
-    body = call(http, simulator, "GET", f"/ksef/documents/{invoice['uuid']}/status.json").json()
+    body = call(http, simulator, "GET", f"/ksef2/documents/{invoice['uuid']}/status.json").json()
     assert body["status"] == "pending" and body["ksef_number"] is None
 
 
@@ -806,8 +823,8 @@ def test_corrective_send_to_ksef(http, simulator):
     sent = call(http, simulator, "POST", f"/corrective_invoices/{uuid}/send_to_ksef.json")
     assert sent.status_code == 200 and sent.json()["invoice_kind"] == "corrective_invoice"
     simulator.wait_idle()
-    status = call(http, simulator, "GET", f"/ksef/documents/{uuid}/status.json").json()
-    assert status["status"] == "success"
+    status = call(http, simulator, "GET", f"/ksef2/documents/{uuid}/status.json").json()
+    assert status["status"] == "success" and status["invoice_kind"] == "corrective_invoice"
 
 
 # -------------------------------------------------------------------------------- delete, misc
@@ -1047,15 +1064,46 @@ def test_webhook_paid_deleted_minimal_data(http, simulator, webhook_receiver):
     active_webhook(simulator, webhook_receiver, webhook_data="minimal",
                    webhook_events=["invoice_paid", "invoice_deleted"])
     simulator.configure(task_delay=0)
-    invoice = create_invoice(http, simulator)
-    call(http, simulator, "POST", f"/async/invoices/{invoice['uuid']}/paid.json")
+    original = create_invoice(http, simulator)
+    payload = corrective_payload(original)
+    payload["services"][1]["quantity"] = 3  # a positive correction, to be paid
+    envelope = post_task(http, simulator, payload, path="/async/corrective_invoices.json",
+                         wrapper="corrective_invoice")
+    uuid = wait_task(http, simulator, envelope["invoice_task_reference_number"],
+                     kind="corrective_invoices")["invoice_uuid"]
+    assert call(http, simulator, "POST", f"/corrective_invoices/{uuid}/paid.json"
+                ).status_code == 204
     paid = webhook_receiver.wait_for(1, name="invoice_paid")[0]["json"]
-    assert paid["resource"] == {"uuid": invoice["uuid"]}
-    call(http, simulator, "DELETE", f"/invoices/{invoice['uuid']}.json")
+    assert paid["resource"] == {"uuid": uuid}
+    call(http, simulator, "DELETE", f"/invoices/{original['uuid']}.json")
     deleted = webhook_receiver.wait_for(1, name="invoice_deleted")[0]["json"]
-    assert deleted["resource"] == {"uuid": invoice["uuid"]}
+    assert deleted["resource"] == {"uuid": original["uuid"]}
     assert {r["json"]["event"]["name"] for r in webhook_receiver.events()} == {
         "invoice_paid", "invoice_deleted"}
+
+
+def test_webhook_async_mark_paid_sends_the_async_event_not_invoice_paid(
+        http, simulator, webhook_receiver):
+    """The form's "…zapłacona przez async API inFakt" event has no documented name: the
+    simulator sends OL's guess (the client and simulator agree; no recorded source)."""
+    active_webhook(simulator, webhook_receiver)
+    simulator.configure(task_delay=0)
+    invoice = create_invoice(http, simulator, status="printed")
+    envelope = call(http, simulator, "POST", f"/async/invoices/{invoice['uuid']}/paid.json",
+                    params={"paid_date": invoice["invoice_date"]}).json()
+    done = webhook_receiver.wait_for(1, name="invoice_marked_as_paid_via_async_api")[0]["json"]
+    resource = done["resource"]
+    assert resource["invoice_task_reference_number"] == envelope[
+        "invoice_task_reference_number"]
+    assert resource["processing_code"] == 200 and resource["invoice_uuid"] == invoice["uuid"]
+    assert resource["action"] == "mark_as_paid"
+    again = call(http, simulator, "POST", f"/async/invoices/{invoice['uuid']}/paid.json").json()
+    error = webhook_receiver.wait_for(
+        1, name="invoice_marking_as_paid_error_via_async_api")[0]["json"]["resource"]
+    assert error["invoice_task_reference_number"] == again["invoice_task_reference_number"]
+    assert error["processing_code"] == 422 and error["invoice_errors"]
+    simulator.wait_idle()
+    assert not webhook_receiver.events("invoice_paid")
 
 
 def test_webhook_ksef_events(http, simulator, webhook_receiver):
@@ -1199,3 +1247,29 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(http, simulator_launcher):
     handle.process.send_signal(signal.SIGTERM)
     assert handle.process.wait(5) == 0
     assert handle.stderr() == ""  # --quiet: nothing per request
+
+
+def test_cli_prints_the_accepted_api_keys(simulator_launcher):
+    handle = simulator_launcher("--quiet", "--api-key", "first-key", "--api-key", "second")
+    line = handle.process.stdout.readline()
+    assert line.startswith("Accepted API keys: first-key, second")
+
+
+def test_cli_port_taken_is_one_clear_line_and_a_nonzero_exit(simulator_launcher):
+    handle = simulator_launcher("--quiet")
+    result = subprocess.run(
+        [sys.executable, str(SIMULATOR_SCRIPT), "--port", str(handle.port), "--quiet"],
+        capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert f"127.0.0.1:{handle.port}" in lines[0] and "already in use" in lines[0]
+
+
+def test_cli_bad_timezone_or_now_is_refused_cleanly():
+    for args in (["--timezone", "Mars/Olympus"], ["--now", "yesterday-ish"]):
+        result = subprocess.run([sys.executable, str(SIMULATOR_SCRIPT), "--port", "0", *args],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

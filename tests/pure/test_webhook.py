@@ -7,11 +7,16 @@ import json
 import pytest
 
 from infakt_api.webhook import (
+    ASYNC_MARK_PAID_EVENTS,
+    DOCUMENTED_EVENTS,
+    EVENT_CATEGORIES,
+    EVENT_CATEGORY_NAMES,
     KNOWN_EVENTS,
     SIGNATURE_HEADER,
     WebhookEvent,
     WebhookPayloadError,
     compute_signature,
+    event_category,
     is_verification_request,
     parse_event,
     parse_json_body,
@@ -178,9 +183,50 @@ def test_not_verification_request(data):
 
 
 def test_known_events():
-    assert {"draft_invoice_created", "invoice_paid", "invoice_deleted",
-            "send_to_ksef_success", "send_to_ksef_error",
-            "async_invoice_creation_success", "async_invoice_creation_error"} == set(KNOWN_EVENTS)
+    documented = {"draft_invoice_created", "invoice_paid", "invoice_deleted",
+                  "send_to_ksef_success", "send_to_ksef_error",
+                  "async_invoice_creation_success", "async_invoice_creation_error"}
+    assert documented == set(DOCUMENTED_EVENTS)
+    # the form's nine events: the seven documented plus the two async mark-paid ones (OL's
+    # guessed names), and OL's spelling of the paid event
+    assert documented | ASYNC_MARK_PAID_EVENTS | {"invoice_marked_as_paid"} <= set(KNOWN_EVENTS)
+    assert len(documented | ASYNC_MARK_PAID_EVENTS) == 9
+
+
+@pytest.mark.parametrize("name, category", [
+    ("async_invoice_creation_success", "creation"),
+    ("async_invoice_creation_error", "creation"),
+    ("send_to_ksef_success", "ksef"),
+    ("send_to_ksef_error", "ksef"),
+    ("invoice_paid", "paid"),
+    ("invoice_marked_as_paid", "paid"),
+    ("invoice_deleted", "deleted"),
+    ("draft_invoice_created", "draft"),
+    ("invoice_marked_as_paid_via_async_api", "mark_paid_async"),
+    ("invoice_marking_as_paid_error_via_async_api", "mark_paid_async"),
+    ("something_new_from_infakt", None),
+    (None, None),
+])
+def test_event_categories(name, category):
+    assert event_category(name) == category
+    if category is not None:
+        assert EVENT_CATEGORIES[name] == category
+        assert category in EVENT_CATEGORY_NAMES
+
+
+def test_unknown_event_is_parsed_and_uncategorised():
+    event = parse_event({"event": {"uuid": "e-1", "name": "brand_new_event"},
+                         "resource": {"uuid": "u"}})
+    assert not event.known and event.category is None and not event.is_error
+
+
+def test_event_error_flag():
+    assert parse_event({"event": {"uuid": "e", "name": "send_to_ksef_error"}}).is_error
+    assert parse_event({"event": {"uuid": "e", "name": "invoice_marking_as_paid_error_via_"
+                                                        "async_api"}}).is_error
+    assert parse_event({"event": {"uuid": "e", "name": "unknown"},
+                        "resource": {"processing_code": 422}}).is_error
+    assert not parse_event({"event": {"uuid": "e", "name": "invoice_paid"}}).is_error
 
 
 def test_parse_success_event():
