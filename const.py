@@ -152,7 +152,7 @@ READ_OUTCOMES = (
     (infakt_errors.InfaktPermissionError, "block_account"),
     (infakt_errors.InfaktRateLimited, "pause"),
     (infakt_errors.InfaktNotFound, "not_found"),
-    (getattr(infakt_errors, "InfaktGone", infakt_errors.InfaktNotFound), "gone"),
+    (infakt_errors.InfaktGone, "gone"),
     (infakt_errors.InfaktError, "retry"),
 )
 
@@ -184,7 +184,7 @@ ERROR_MESSAGES = (
     (infakt_errors.InfaktTransientError, _lt(
         "inFakt could not be reached (%(message)s).")),
     (infakt_errors.InfaktLocked, _lt("The document is locked in inFakt for a moment.")),
-    (getattr(infakt_errors, "InfaktGone", infakt_errors.InfaktNotFound), _lt(
+    (infakt_errors.InfaktGone, _lt(
         "inFakt no longer offers this function of its API (%(message)s). Update the module.")),
     (infakt_errors.InfaktNotFound, _lt("inFakt does not know this document (404).")),
     (infakt_errors.InfaktUnexpectedResponse, _lt(

@@ -468,10 +468,7 @@ class InfaktAccount(models.Model):
 
     @staticmethod
     def _infakt_timeout():
-        timeout_class = getattr(infakt_client, "RequestTimeout", None)
-        if timeout_class is not None:
-            return timeout_class(const.HTTP_CONNECT_TIMEOUT, const.HTTP_READ_TIMEOUT)
-        return const.HTTP_READ_TIMEOUT
+        return infakt_client.RequestTimeout(const.HTTP_CONNECT_TIMEOUT, const.HTTP_READ_TIMEOUT)
 
     def _describe_error(self, error):
         """Words a person understands for an API error raised while talking to inFakt."""

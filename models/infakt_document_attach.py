@@ -27,8 +27,7 @@ class InfaktDocument(models.Model):
         self.ensure_one()
         client = run.client_for(self.account_id)
         try:
-            content = client.download_pdf(self.infakt_uuid,
-                                          corrective=self.document_type == "correction")
+            content = client.download_pdf(self.infakt_uuid, kind=self._infakt_remote_kind())
         except infakt_errors.InfaktError as error:
             self._infakt_stop_for(error, "read", run)
             if error.retryable:

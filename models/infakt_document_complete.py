@@ -7,22 +7,9 @@ from odoo.tools import SQL
 from .. import const
 from ..infakt_api import errors as infakt_errors
 from ..infakt_api.money import to_grosze
+from ..infakt_api.webhook import event_category
 
 _logger = logging.getLogger(__name__)
-
-
-# What each webhook event means for a document (the names of inFakt's webhook form).
-EVENT_CATEGORIES = {
-    "async_invoice_creation_success": "creation",
-    "async_invoice_creation_error": "creation",
-    "send_to_ksef_success": "ksef",
-    "send_to_ksef_error": "ksef",
-    "invoice_paid": "paid",
-    "invoice_marked_as_paid": "paid",
-    "invoice_marked_as_paid_via_async_api": "paid",
-    "invoice_marking_as_paid_error_via_async_api": "paid",
-    "invoice_deleted": "deleted",
-}
 
 
 def _now():
@@ -82,7 +69,7 @@ class InfaktDocument(models.Model):
         if self.infakt_uuid and self._infakt_complete_from_uuid(client, run):
             return
         try:
-            task = client.task_status(self.task_reference, corrective=self._infakt_corrective())
+            task = client.task_status(self.task_reference, kind=self._infakt_remote_kind())
         except infakt_errors.InfaktError as error:
             self._infakt_stop_for(error, "read", run)
             if isinstance(error, infakt_errors.InfaktNotFound):
@@ -166,8 +153,7 @@ class InfaktDocument(models.Model):
         if self.task_reference and not self.infakt_uuid:
             # The task is known (its answer came late): its status is the surest proof.
             try:
-                task = client.task_status(self.task_reference,
-                                          corrective=self._infakt_corrective())
+                task = client.task_status(self.task_reference, kind=self._infakt_remote_kind())
             except infakt_errors.InfaktError as error:
                 self._infakt_stop_for(error, "read", run)
                 task = None
@@ -247,7 +233,7 @@ class InfaktDocument(models.Model):
     def _infakt_on_event(self, event):
         """Make this document due for what the event says; False when the event is ignored."""
         self.ensure_one()
-        category = EVENT_CATEGORIES.get(event.name)
+        category = event_category(event.name)
         now = _now()
         if category == "creation":
             uuid = event.invoice_uuid if event.name == "async_invoice_creation_success" else None
@@ -266,7 +252,7 @@ class InfaktDocument(models.Model):
                 values["ksef_state"] = "pending"
             self.write(values)
             return True
-        if category in ("paid", "deleted"):
+        if category in ("paid", "mark_paid_async", "deleted"):
             self.write({"refresh_pending": True})
             return True
         return False
@@ -350,15 +336,11 @@ class InfaktDocument(models.Model):
 
     def _infakt_fetch(self, client, uuid):
         """The inFakt document ``uuid`` of this document's kind (one read)."""
-        if self.document_type == "correction":
-            return client.get_corrective_invoice(uuid)
-        return client.get_invoice(uuid)
+        return client.get_document(uuid, kind=self._infakt_remote_kind())
 
     def _infakt_find_by_number(self, client, number):
         """inFakt's documents of this document's kind numbered exactly ``number``."""
-        if self.document_type == "correction":
-            return client.find_corrective_invoices_by_number(number)
-        return client.find_invoices_by_number(number)
+        return client.find_documents_by_number(number, kind=self._infakt_remote_kind())
 
     def _infakt_remote_kind(self):
         return "corrective" if self.document_type == "correction" else "invoice"

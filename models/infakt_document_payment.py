@@ -45,11 +45,11 @@ class InfaktDocument(models.Model):
 
     def _infakt_send_mark_paid(self, client, run):
         try:
-            if self.document_type == "correction":
-                client.mark_corrective_paid(self.infakt_uuid, self.paid_date_sent)
+            envelope = client.mark_document_paid(self.infakt_uuid, self.paid_date_sent,
+                                                 kind=self._infakt_remote_kind())
+            if envelope is None:  # marked paid at once (corrections)
                 self._infakt_paid_done()
                 return
-            envelope = client.mark_paid(self.infakt_uuid, self.paid_date_sent)
         except infakt_errors.InfaktError as error:
             self._infakt_stop_for(error, "write", run)
             if error.retryable or isinstance(error, infakt_errors.InfaktInDoubt):

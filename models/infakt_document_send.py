@@ -27,7 +27,7 @@ class InfaktCreate:
 
     document_id: int
     account_id: int
-    corrective: bool
+    kind: str
     payload: dict
     send_to_ksef: bool
     client: object
@@ -121,7 +121,7 @@ class InfaktDocument(models.Model):
         })
         return self._infakt_post_follow_up(InfaktCreate(
             document_id=self.id, account_id=self.account_id.id,
-            corrective=self.document_type == "correction", payload=payload,
+            kind=self._infakt_remote_kind(), payload=payload,
             send_to_ksef=self.account_id.send_to_ksef, client=client,
         ))
 
@@ -138,12 +138,8 @@ class InfaktDocument(models.Model):
     def _infakt_post(self, create):
         """The POST itself; returns ``(task, error)``, never raises."""
         try:
-            if create.corrective:
-                envelope = create.client.create_corrective_invoice(
-                    create.payload, send_to_ksef=create.send_to_ksef)
-            else:
-                envelope = create.client.create_invoice(
-                    create.payload, send_to_ksef=create.send_to_ksef)
+            envelope = create.client.create_document(create.kind, create.payload,
+                                                     send_to_ksef=create.send_to_ksef)
             return infakt_client.parse_task(envelope), None
         except infakt_errors.InfaktError as error:
             return None, error

@@ -255,4 +255,4 @@ class TestConfiguration(InfaktCommon):
         invoice = self.invoice_order(order)
         payload = invoice._infakt_prepare_invoice_payload(self.infakt_account)
         self.assertEqual(payload["services"][0]["tax_symbol"], "zw")
-        self.assertEqual(payload["vat_exemption_reason"], "1")
+        self.assertEqual(payload["vat_exemption_reason"], 1)  # inFakt's integer id

@@ -177,10 +177,10 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
             "events": self.env["infakt.webhook.event"].sudo().search_count([]),
             "verified_at": account.webhook_verified_at,
             "account_messages": len(account.message_ids),
-            "document": (document.state, document.paid_check_pending,
+            "document": (document.state, document.refresh_pending,
                          document.ksef_next_check_at, document.next_poll_at,
                          document.infakt_paid_date, document.error_message,
-                         len(document.message_ids)),
+                         len(document.move_id.message_ids)),
             "processor_triggers": self.env["ir.cron.trigger"].sudo().search_count(
                 [("cron_id", "=", self.processor.id)]),
         }
@@ -293,7 +293,8 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         response = self.raw_post(body, headers)
         self.assertEqual(response.status_code, 401, response.text[:300])
         self.assertEqual(self.snapshot(), before)
-        self.env["infakt.webhook.event"]._process_pending()
+        self.env["infakt.webhook.event"]._process_pending(
+            self.env["infakt.document"]._infakt_new_run(with_commit=False))
         self.assertEqual(self.snapshot(), before)
 
     @settings(FUZZ, max_examples=12)
@@ -431,7 +432,8 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                 self.assertEqual(response.status_code, 200, response.text[:300])
                 self.assertEqual(response.json()["status"], "duplicate")
             self.assertEqual(Event.search_count([]), before + 1, replay)
-        self.env["infakt.webhook.event"]._process_pending()
+        self.env["infakt.webhook.event"]._process_pending(
+            self.env["infakt.document"]._infakt_new_run(with_commit=False))
 
     @settings(FUZZ, max_examples=40)
     @given(
@@ -470,7 +472,8 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                                         "X-Infakt-Signature": compute_signature(
                                             WEBHOOK_SECRET, body)})
         self.assertIn(response.status_code, (200, 400), response.text[:300])
-        self.env["infakt.webhook.event"]._process_pending()
+        self.env["infakt.webhook.event"]._process_pending(
+            self.env["infakt.document"]._infakt_new_run(with_commit=False))
 
     def test_genuine_paid_event_replayed_is_applied_once(self):
         """A genuine ``invoice_paid`` delivered three times (and once more after processing):
@@ -498,7 +501,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         self.assertEqual(len(events), 1)
         self.assertEqual(events.state, "done")
         self.assertEqual(str(self.document.infakt_paid_date), "2026-11-25")
-        lines = self.document.message_ids.filtered(
+        lines = self.document.move_id.message_ids.filtered(
             lambda m: "recorded the payment" in (m.body or ""))
         self.assertEqual(len(lines), 1)
         reads = len(self.sim_requests("GET", f"/invoices/{uuid}.json")) - reads_before
