@@ -5,6 +5,7 @@ from . import infakt_series
 from . import infakt_payment_mapping
 from . import infakt_document
 from . import infakt_webhook_event
+from . import ir_http
 from . import account_move
 from . import account_move_send
 from . import account_partial_reconcile
