@@ -19,7 +19,7 @@ class IrHttp(models.AbstractModel):
         # webhook's method, token shape, size cap and content type are checked here first.
         if rule.rule == WEBHOOK_ROUTE:
             webhook_pre_dispatch(args)
-        super()._pre_dispatch(rule, args)
+        return super()._pre_dispatch(rule, args)
 
     @classmethod
     def _serve_fallback(cls):

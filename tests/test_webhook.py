@@ -14,6 +14,15 @@ from .common import WEBHOOK_SECRET, InfaktCommon, InfaktWebhookMixin, wait_until
 HUGE_LENGTH = 64 * 1024 * 1024
 
 
+def _send(sock, data):
+    """``sendall``; False when the server answered (and closed) before reading it all."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
 def _status(raw_response):
     """The status code of a raw HTTP response (bytes)."""
     return int(raw_response.split(b" ", 2)[1])
@@ -42,12 +51,10 @@ class TestWebhookController(InfaktWebhookMixin, InfaktCommon, HttpCase):
         (raw response, seconds from the end of sending to the answer)."""
         url = urlsplit(self.base_url())
         with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
-            try:
-                sock.sendall(head.encode("latin-1") + b"\r\nConnection: close\r\n\r\n")
-                for part in body_parts:
-                    sock.sendall(part)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the server answered (and closed) before reading everything
+            for part in (head.encode("latin-1") + b"\r\nConnection: close\r\n\r\n",
+                         *body_parts):
+                if not _send(sock, part):
+                    break
             sent_at = time.monotonic()
             received = b""
             while True:
