@@ -14,6 +14,7 @@ from . import infakt_document_ksef
 from . import infakt_document_payment
 from . import infakt_document_cron
 from . import infakt_webhook_event
+from . import ir_http
 from . import account_move
 from . import account_move_infakt_payload
 from . import account_move_send

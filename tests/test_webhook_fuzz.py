@@ -5,21 +5,62 @@ encodings), random headers (missing, invalid, re-cased signatures, odd content t
 tokens and genuine signed events replayed: the endpoint never answers a server error, never
 changes anything without a valid signature, and applies a genuine event once.
 
-The only request honoured without a signature is inFakt's verification ping
-``{"verification_code": "..."}``: it is answered 200 with the code and marks the webhook
-verified, and that is all it may change.
+The only request answered 200 without a signature is inFakt's verification ping
+``{"verification_code": "..."}``: it is echoed, and changes nothing (only a signed ping, or
+the first signed event, marks the webhook verified).
+
+The examples are derandomized (the same ones on every run, seeded by each test's code) and
+few enough for a busy machine; no deadline. Without ``hypothesis`` (it is not one of Odoo's
+requirements) this module still imports and its property-based tests are skipped.
 """
 
 import json
 import string
+import unittest
 import uuid as uuid_module
 from urllib.parse import quote
 
 import requests
-from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
 
 from odoo.tests import HttpCase, tagged
+
+try:
+    from hypothesis import HealthCheck, Phase, example, given, settings
+    from hypothesis import strategies as st
+except ImportError:
+    HYPOTHESIS_MISSING = (
+        "hypothesis is not installed (pip install -r requirements-test.txt): the "
+        "property-based webhook tests are skipped"
+    )
+
+    class _Inert:
+        """Stands for hypothesis' strategies and settings while the module is imported;
+        the tests that would use them are skipped."""
+
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return self
+
+        def __call__(self, *args, **kwargs):
+            return self
+
+        def __or__(self, other):
+            return self
+
+        __ror__ = __or__
+
+    HealthCheck = Phase = st = _Inert()
+
+    def given(*_args, **_kwargs):
+        return unittest.skip(HYPOTHESIS_MISSING)
+
+    def settings(*_args, **_kwargs):
+        return lambda function: function
+
+    example = settings
+else:
+    HYPOTHESIS_MISSING = None
 
 from ..infakt_api.webhook import compute_signature
 from .common import API_KEY, WEBHOOK_SECRET, InfaktCommon, InfaktWebhookMixin
@@ -52,16 +93,22 @@ CONTENT_TYPES = (
     "*/*",
     "application/json; charset=\u00ff",
 )
+FORM_TYPES = ("application/x-www-form-urlencoded", "application/x-url-encoded",
+              "multipart/form-data")
 # Header values an HTTP client can send (latin-1, no control character, no leading space).
 HEADER_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
     max_size=150,
 ).filter(lambda value: value == value.lstrip())
 
-# No shrinking: it can take minutes on HTTP round trips; the failing example is printed as
-# found (and the explicit examples below pin the known hostile shapes).
+# Deterministic and bounded: derandomize (the examples are drawn from a seed derived from
+# each test, the same on every run), a modest number of HTTP round trips per test, no deadline
+# (a busy 2-core machine is slow now and then), no example database. No shrinking: it can
+# take minutes on HTTP round trips; the failing example is printed as found (and the explicit
+# examples below pin the known hostile shapes).
 FUZZ = settings(
-    max_examples=120,
+    max_examples=40,
+    derandomize=True,
     deadline=None,
     database=None,
     print_blob=True,
@@ -85,10 +132,15 @@ json_values = st.recursive(
 )
 
 
+def _reject_constant(name):
+    raise ValueError(name)
+
+
 def _looks_like_verification(body):
-    """Whether ``body`` (bytes) is inFakt's verification ping, by the webhook contract."""
+    """Whether ``body`` (bytes) is inFakt's verification ping, by the webhook contract
+    (strict JSON: no NaN or Infinity)."""
     try:
-        data = json.loads(body.decode("utf-8-sig"))
+        data = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if (isinstance(data, dict) and "event" not in data
@@ -96,6 +148,14 @@ def _looks_like_verification(body):
             and data["verification_code"].strip()):
         return data["verification_code"]
     return None
+
+
+def _is_json_object(body):
+    try:
+        return isinstance(json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant),
+                          dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
 
 
 def _encode(value, encoding):
@@ -186,25 +246,23 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         }
 
     def assert_unchanged_or_verification(self, before, response, body, content_type=None):
-        """The answer to a request without a valid signature: no server error, no change,
-        except for a verification ping (200 + echo + verified)."""
+        """The answer to a request without a valid signature: no server error and no change
+        at all; 200 only for a verification ping (echoed), 413 over the cap, 415 for form
+        content types, otherwise 400 (malformed) or 401 (not signed)."""
         self.assertLess(response.status_code, 500, response.text[:500])
         self.assertNotIn("Traceback", response.text)
-        after = self.snapshot()
-        code = _looks_like_verification(body) if len(body) <= MAX_BODY else None
-        if response.status_code == 200 and code is not None:
+        self.assertEqual(self.snapshot(), before, body[:300])
+        mimetype = (content_type or "").split(";")[0].strip().lower()
+        if len(body) > MAX_BODY:
+            self.assertEqual(response.status_code, 413, body[:300])
+        elif mimetype in FORM_TYPES or mimetype.startswith("multipart/"):
+            self.assertEqual(response.status_code, 415, body[:300])
+        elif (code := _looks_like_verification(body)) is not None:
+            self.assertEqual(response.status_code, 200, body[:300])
             self.assertEqual(response.json(), {"verification_code": code})
-            self.assertTrue(after["verified_at"])
-            # Only the verification itself: the date and the line in the chatter.
-            before = dict(before, verified_at=after["verified_at"],
-                          account_messages=after["account_messages"])
         else:
-            self.assertGreaterEqual(response.status_code, 400, body[:300])
-        self.assertEqual(after, before, body[:300])
-        if content_type in (None, "application/json") and code is None:
-            if len(body) > MAX_BODY:
-                self.assertEqual(response.status_code, 413)
-            elif response.status_code != 400:
+            self.assertIn(response.status_code, (400, 401), body[:300])
+            if _is_json_object(body):
                 # Well-formed JSON object, not signed: refused as unauthenticated.
                 self.assertEqual(response.status_code, 401, body[:300])
 
@@ -271,7 +329,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         response = self.raw_post(body, headers)
         self.assert_unchanged_or_verification(before, response, body, "application/json")
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=20)
     @given(data=st.data())
     def test_unsigned_events_about_real_documents(self, data):
         """Events naming the real document (its uuid, its task) with a bad signature."""
@@ -297,7 +355,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
             self.env["infakt.document"]._infakt_new_run(with_commit=False))
         self.assertEqual(self.snapshot(), before)
 
-    @settings(FUZZ, max_examples=12)
+    @settings(FUZZ, max_examples=10)
     @given(
         size=st.sampled_from([MAX_BODY - 20, MAX_BODY + 1, 2 * MAX_BODY, 3 * 1024 * 1024]),
         signed=st.booleans(),
@@ -325,6 +383,10 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
             self.assertEqual(self.snapshot(), before)
         elif verification or signed:
             self.assertEqual(response.status_code, 200, response.text[:300])
+            if verification and not signed:
+                self.assertEqual(self.snapshot(), before)
+            else:
+                self.assertTrue(self.snapshot()["verified_at"])
         else:
             self.assertEqual(response.status_code, 401, response.text[:300])
             self.assertEqual(self.snapshot(), before)
@@ -332,7 +394,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
     # ------------------------------------------------------------------------------------
     # wrong tokens and methods
     # ------------------------------------------------------------------------------------
-    @settings(FUZZ, max_examples=60)
+    @settings(FUZZ, max_examples=30)
     @given(
         token=st.one_of(
             st.text(min_size=1, max_size=200),
@@ -364,13 +426,13 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                    "X-Infakt-Signature": compute_signature(WEBHOOK_SECRET, body)}
         before = self.snapshot()
         response = self.raw_post(body, headers, token=quote(token, safe=""))
-        self.assertIn(response.status_code, (400, 404), response.text[:300])
+        self.assertEqual(response.status_code, 404, response.text[:300])
         self.assertEqual(self.snapshot(), before)
 
     def test_other_methods_refused(self):
         """The webhook is ``POST`` only: a signed delivery sent with another method is
-        refused and changes nothing (Odoo adds OPTIONS to every route: it must be refused
-        by the controller too)."""
+        refused with 405 and changes nothing (Odoo adds OPTIONS to every route: it is
+        refused before the controller too)."""
         for method in ("GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
             body = json.dumps(self.event("invoice_deleted", {"uuid": self.references[0]},
                                          uuid=f"evt-{method}")).encode()
@@ -378,13 +440,13 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                        "X-Infakt-Signature": compute_signature(WEBHOOK_SECRET, body)}
             before = self.snapshot()
             response = self.raw_post(body, headers, method=method)
-            self.assertIn(response.status_code, (404, 405), method)
+            self.assertEqual(response.status_code, 405, method)
             self.assertEqual(self.snapshot(), before, method)
 
     # ------------------------------------------------------------------------------------
     # genuine events, replayed
     # ------------------------------------------------------------------------------------
-    @settings(FUZZ, max_examples=50)
+    @settings(FUZZ, max_examples=20)
     @given(
         name=st.one_of(st.sampled_from(EVENT_NAMES), clean_text.filter(lambda t: 0 < len(t) < 60)),
         resource=st.one_of(st.just({}), st.dictionaries(st.text(max_size=12), json_values,
@@ -435,7 +497,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         self.env["infakt.webhook.event"]._process_pending(
             self.env["infakt.document"]._infakt_new_run(with_commit=False))
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=30)
     @given(
         event_uuid=st.text(max_size=80),
         name=st.text(max_size=80),
