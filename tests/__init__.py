@@ -1,6 +1,7 @@
 from . import test_concurrency
 from . import test_configuration
 from . import test_corrections_ksef_payments
+from . import test_production_shape
 from . import test_reliability
 from . import test_secrets
 from . import test_sending
