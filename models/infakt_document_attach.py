@@ -59,7 +59,7 @@ class InfaktDocument(models.Model):
     def _infakt_pdf_filename(self):
         self.ensure_one()
         number = (self.infakt_number or self.number or self.move_id.name or "").replace("/", "-")
-        return f"{number}.pdf"
+        return f"inFakt {number}.pdf"
 
     def _infakt_store_pdf(self, content):
         """Store the inFakt PDF on the invoice and on its sale orders."""

@@ -47,7 +47,7 @@ class SaleOrder(models.Model):
     def _infakt_documents(self):
         return self.sudo().order_line.invoice_lines.move_id.infakt_document_ids
 
-    @api.depends("order_line.invoice_lines")
+    @api.depends("order_line.invoice_lines.move_id.infakt_document_id.state")
     def _compute_infakt_state(self):
         for order in self:
             current = order._infakt_current_documents()

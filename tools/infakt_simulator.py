@@ -1641,12 +1641,19 @@ class InfaktSimulator:
         with self._lock:
             url = self._config["webhook_url"]
             timeout = self._config["webhook_timeout"]
+            secret = self._config["webhook_secret"]
         if not url:
             return {"verified": False, "status": None, "body": None,
                     "error": "Brak skonfigurowanego adresu webhooka (webhook_url)."}
         code = secrets.token_hex(16)
         body = json.dumps({"verification_code": code}).encode("utf-8")
         headers = {"Content-Type": "application/json", "User-Agent": "Infakt-Webhooks/2"}
+        # Signed like every delivery. No recorded example shows the ping's headers; the live
+        # receiver of zanreal-labs/medusa-infakt checks the signature *before* it answers the
+        # ping (src/api/hooks/infakt route), which works only if inFakt signs it. Our receiver
+        # echoes unsigned pings too, and marks the webhook verified only on a signed one.
+        if secret:
+            headers["X-Infakt-Signature"] = compute_signature(secret, body)
         status, data, error = _http_post(url, body, headers, timeout)
         try:
             parsed = json.loads(data.decode("utf-8")) if data else None

@@ -335,7 +335,7 @@ tours.add("l10n_pl_infakt_order_done", {
         },
         {
             content: "The invoice PDF from inFakt is on the order",
-            trigger: ".o_field_widget[name=infakt_invoice_attachment_ids] .o_attachment[title*='inFakt FV']",
+            trigger: ".o_field_widget[name=infakt_invoice_attachment_ids] .o_attachment[title*='inFakt ']",
         },
         openNotebookPage("Other Info"),
         {
@@ -366,7 +366,7 @@ tours.add("l10n_pl_infakt_order_done", {
         },
         {
             content: "The PDF from inFakt",
-            trigger: ".o_field_widget[name=infakt_pdf]:contains(inFakt FV)",
+            trigger: ".o_field_widget[name=infakt_pdf]:contains(inFakt )",
         },
         {
             content: "The exchange in the documents list",
