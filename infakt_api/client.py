@@ -122,11 +122,11 @@ class RequestTimeout(tuple):
         return cls(value, value)
 
     @property
-    def connect(self):
+    def connect_seconds(self):
         return self[0]
 
     @property
-    def read(self):
+    def read_seconds(self):
         return self[1]
 
     @property

@@ -283,16 +283,12 @@ class InfaktDocument(models.Model):
             }
             mismatch = {}
             for key, value in expected.items():
-                try:
-                    actual = int(remote.get(key)) if remote.get(key) is not None else None
-                except (TypeError, ValueError):
-                    actual = None
+                actual = self._infakt_int(remote.get(key))
                 if actual is not None and actual != value:
                     mismatch[key] = (value, actual)
-            try:
-                values["infakt_amount_total"] = sign * int(gross) / 100
-            except (TypeError, ValueError):
-                pass
+            actual_gross = self._infakt_int(gross)
+            if actual_gross is not None:
+                values["infakt_amount_total"] = sign * actual_gross / 100
             values["amount_mismatch"] = bool(mismatch)
             values["amount_mismatch_message"] = self.env._(
                 "Totals differ from Odoo: %s",
@@ -330,6 +326,14 @@ class InfaktDocument(models.Model):
         document = self.sudo().browse(row[0])
         document.invalidate_recordset()
         return document
+
+    @staticmethod
+    def _infakt_int(value):
+        """An integer amount from inFakt's answer, None when it is not one."""
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
 
     def _infakt_corrective(self):
         return self.document_type == "correction"

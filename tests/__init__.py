@@ -8,3 +8,8 @@ from . import test_sending
 from . import test_tours
 from . import test_webhook
 from . import test_webhook_fuzz
+from . import test_engine_isolation
+from . import test_engine_exactly_once
+from . import test_engine_corrections
+from . import test_engine_reads
+from . import test_engine_concurrency

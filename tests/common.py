@@ -127,13 +127,14 @@ class CommittedBacklogMixin:
             return account.id, moves.ids, moves.mapped("name")
 
     def _cleanup(self, account_id):
-        """Leave nothing for the processors of other tests: archive the account."""
+        """Leave nothing in the engine's queues (they are global): the account's documents,
+        events and the account itself are deleted (its company and invoices stay, in no
+        queue)."""
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            account = env["infakt.account"].browse(account_id)
-            account.document_ids.write({"pdf_pending": False, "next_poll_at": False,
-                                        "ksef_next_check_at": False})
-            account.active = False
+            cr.execute("DELETE FROM infakt_document WHERE account_id = %s", (account_id,))
+            account = env["infakt.account"].with_context(active_test=False).browse(account_id)
+            account.unlink()
 
 
 @tagged("post_install", "-at_install")

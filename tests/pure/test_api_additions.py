@@ -36,7 +36,7 @@ LINE = {"name": "Konsultacje", "quantity": 2, "tax_symbol": "23", "unit_net_pric
 def test_request_timeout_is_a_pair_that_compares_with_numbers_by_its_read_part():
     timeout = RequestTimeout()
     assert timeout == (5.0, 30.0) and isinstance(timeout, tuple)
-    assert (timeout.connect, timeout.read, timeout.total) == (5.0, 30.0, 35.0)
+    assert (timeout.connect_seconds, timeout.read_seconds, timeout.total) == (5.0, 30.0, 35.0)
     assert not timeout < 10 and timeout > 10 and 10 < timeout and timeout >= 30
     assert RequestTimeout(5, 3) < 10 and float(RequestTimeout(1, 3)) == 3.0
     assert RequestTimeout(1, 2) < (1, 3)  # plain tuples still compare as tuples
@@ -54,7 +54,7 @@ def test_client_default_timeout_and_worst_case():
     assert isinstance(client.timeout, RequestTimeout) and client.timeout == (5.0, 30.0)
     assert client.worst_case_seconds == 35.0
     assert InfaktClient("k", timeout=0.5).worst_case_seconds == 1.0  # a number: both parts
-    assert InfaktClient("k", timeout=(3, 12)).timeout.read == 12.0
+    assert InfaktClient("k", timeout=(3, 12)).timeout.read_seconds == 12.0
 
 
 def _odoo_like_send(original):
