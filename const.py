@@ -1,18 +1,23 @@
 """Constants of l10n_pl_infakt: document states, schedules, and what each answer of inFakt does
 to a document in each step of the engine (one table, read by ``models/infakt_document_*.py``).
 
-A newcomer's map of the engine (one file per step, in the order a document goes through them):
+A newcomer's map of the engine (a file per step, in the order a document goes through them;
+each step is a service model ``infakt.document.<step>`` with ``_pick``, ``_process`` and
+``_crashed``):
 
 - ``models/infakt_document.py``: the record, its states and the only methods that change them.
 - ``models/infakt_document_runner.py``: the batch runner every step runs in (time budget,
-  one transaction per record, any failure is that record's alone).
+  one transaction per document, any failure is that document's alone).
 - ``models/infakt_document_queue.py``: 1. queued when an invoice is posted.
 - ``models/infakt_document_send.py``: 2. sent (intent committed, POST, result recorded).
-- ``models/infakt_document_complete.py``: 3. completed (task status, look-up by number,
-  read-back).
-- ``models/infakt_document_attach.py``: 4. PDF attached to the invoice and its sale orders.
-- ``models/infakt_document_ksef.py``, ``models/infakt_document_payment.py``: 5. follow-ups.
+- ``models/infakt_document_complete.py``: 3. completed — shared: read-back, identity, senders
+  that died, webhook nudges; ``..._poll.py``: 3a. the task of a create;
+  ``..._lookup.py``: 3b. a document in doubt looked up by its number.
+- ``models/infakt_document_attach.py``: 4. the PDF attached to the invoice and its orders.
+- ``models/infakt_document_ksef.py``, ``..._payment.py``, ``..._refresh.py``: 5. follow-ups
+  (KSeF, mark paid, read again after a webhook).
 - ``models/infakt_document_cron.py``: the two scheduled actions that run the steps above.
+- ``models/infakt_payload.py``: the Odoo -> inFakt mapping of an invoice or credit note.
 """
 
 from odoo.tools.translate import LazyTranslate

@@ -101,7 +101,7 @@ class AccountMove(models.Model):
         posted = super()._post(soft=soft)
         to_queue = posted.filtered(lambda m: m.is_sale_document(include_receipts=False))
         if to_queue:
-            self.env["infakt.document"]._queue_moves(to_queue)
+            self.env["infakt.document.queue"]._queue_moves(to_queue)
         return posted
 
     def _infakt_check_unlocked(self):
@@ -164,7 +164,7 @@ class AccountMove(models.Model):
             paid_date = max(partials.mapped("max_date"), default=False) or \
                 fields.Date.context_today(move.with_context(tz=move.company_id.partner_id.tz))
             paid_date = max(paid_date, move.invoice_date or paid_date)
-            document._queue_mark_paid(paid_date)
+            self.env["infakt.document.payment"]._queue(document, paid_date)
 
     # ------------------------------------------------------------------------------------
     # Actions
@@ -179,7 +179,7 @@ class AccountMove(models.Model):
             raise UserError(self.env._(
                 "No active inFakt account has a document series for the journal of %s.",
                 ", ".join(without_series.mapped("name"))))
-        documents = self.env["infakt.document"]._queue_moves(moves, force=True)
+        documents = self.env["infakt.document.queue"]._queue_moves(moves, force=True)
         if not documents:
             raise UserError(self.env._("These invoices are already sent or waiting."))
         return True

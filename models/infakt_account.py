@@ -472,7 +472,7 @@ class InfaktAccount(models.Model):
 
     def _describe_error(self, error):
         """Words a person understands for an API error raised while talking to inFakt."""
-        return self.env["infakt.document"]._infakt_describe(error)
+        return self.env["infakt.document.runner"]._describe(error)
 
     # ------------------------------------------------------------------------------------
     # Pacing (shared by every account with the same egress, and every Odoo process)

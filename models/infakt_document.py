@@ -24,7 +24,7 @@ class InfaktDocument(models.Model):
     This file holds the record and its transitions: every change of ``state`` goes through
     :meth:`_infakt_transition`, which keeps the invoice's chatter, the error activity, the
     sale orders' error tag and the open screens in step. The steps that decide the transitions
-    are in the ``infakt_document_<step>.py`` files (see ``const.py`` for the map).
+    are services, one per ``infakt_document_<step>.py`` file (see ``const.py`` for the map).
     """
 
     _name = "infakt.document"
@@ -284,6 +284,44 @@ class InfaktDocument(models.Model):
                 "Attempt %(count)s failed: %(error)s; next attempt in %(delay)s s.",
                 count=attempt, error=message.rstrip("."), delay=int(delay)),
         })
+
+    def _infakt_refused(self, error):
+        """inFakt refused the create (validation): a person must fix something. A refused
+        number means inFakt holds a document with it, maybe this one from an earlier attempt:
+        look it up instead."""
+        self.ensure_one()
+        if "number" in (error.field_errors or {}):
+            self._infakt_to_in_doubt(
+                self.env._("inFakt says the number %s is already used: looking it up.",
+                           self.number),
+                delay=0, values={"task_reference": False, "infakt_uuid": False},
+            )
+            return
+        self._infakt_to_error(self._infakt_validation_message(error))
+
+    def _infakt_validation_message(self, error):
+        """inFakt's field errors, each with the Odoo thing to fix."""
+        lines = []
+        for field, messages in (error.field_errors or {}).items():
+            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(
+                messages)
+            key = field.split("[")[0]
+            hint = const.FIELD_HINTS.get(key) or const.FIELD_HINTS.get(key.split(".")[-1])
+            if field == "base":
+                lines.append(f"- {text}")
+            elif hint:
+                lines.append("- " + self.env._("Check %(what)s: %(message)s",
+                                               what=self.env._(hint), message=text))
+            else:
+                lines.append(f"- {field}: {text}")
+        if not lines:
+            lines.append(f"- {self.env['infakt.document.runner']._describe(error)}")
+        return self.env._("inFakt refused the document:") + "\n" + "\n".join(lines)
+
+    def _infakt_remote_kind(self):
+        """The kind of this document in inFakt's API (see ``infakt_api.client``)."""
+        self.ensure_one()
+        return "corrective" if self.document_type == "correction" else "invoice"
 
     @staticmethod
     def _infakt_backoff_seconds(attempt):

@@ -6,55 +6,56 @@ from odoo.tools import SQL
 
 from .. import const
 
-# The steps, in the order a document goes through them: (pick, step, crashed) methods.
-SEND_STEP = ("_infakt_pick_send", "_infakt_send_one", "_infakt_send_crashed")
+# The steps of the processor, in the order a document goes through them (service models).
 PROCESS_STEPS = (
-    ("_infakt_pick_poll", "_infakt_poll_one", "_infakt_poll_crashed"),
-    ("_infakt_pick_lookup", "_infakt_lookup_one", "_infakt_lookup_crashed"),
-    ("_infakt_pick_attach", "_infakt_attach_one", "_infakt_attach_crashed"),
-    ("_infakt_pick_ksef", "_infakt_ksef_one", "_infakt_ksef_crashed"),
-    ("_infakt_pick_mark_paid", "_infakt_mark_paid_one", "_infakt_mark_paid_crashed"),
-    ("_infakt_pick_refresh", "_infakt_refresh_one", "_infakt_refresh_crashed"),
+    "infakt.document.poll",
+    "infakt.document.lookup",
+    "infakt.document.attach",
+    "infakt.document.ksef",
+    "infakt.document.payment",
+    "infakt.document.refresh",
 )
 
 
-class InfaktDocument(models.Model):
-    """The two scheduled actions. Each is a short orchestration of the steps of the other
-    files, run by the batch runner (``infakt_document_runner.py``) within a time budget taken
-    from Odoo's limits, and each plans its next run itself (a trigger, never de-duplicated)."""
+class InfaktDocumentCron(models.AbstractModel):
+    """The two scheduled actions. Each is a short orchestration of the steps (one service per
+    file), run by the batch runner within a time budget taken from Odoo's limits, and each
+    plans its next run itself (a trigger, never de-duplicated)."""
 
-    _inherit = "infakt.document"
+    _name = "infakt.document.cron"
+    _description = "inFakt: scheduled actions"
 
     @api.model
     def _cron_send(self, time_budget=None, with_commit=True):
         """Send the due documents, accounts in turn, each POST paced for inFakt's limits."""
-        run = self._infakt_new_run(time_budget, with_commit)
+        Runner = self.env["infakt.document.runner"]
+        run = Runner._new_run(time_budget, with_commit)
         try:
-            self._infakt_run_step(run, *SEND_STEP)
+            Runner._run_step(run, "infakt.document.send")
         finally:
             run.close()
-        self._infakt_plan(run, self._infakt_next_send_due(), self._trigger_sender)
+        self._plan(run, self._next_send_due(), self.env["infakt.document"]._trigger_sender)
 
     @api.model
     def _cron_process(self, time_budget=None, with_commit=True):
         """Follow the documents sent: webhook events, senders that died, task status, look-ups
         of documents in doubt, PDFs, KSeF, payments. Every step gets a few records per pass, so
         that none waits for another; while the run has time, it waits for work due soon."""
-        run = self._infakt_new_run(time_budget, with_commit)
+        Runner = self.env["infakt.document.runner"]
+        run = Runner._new_run(time_budget, with_commit)
         Event = self.env["infakt.webhook.event"]
         try:
             while not run.expired():
                 Event._process_pending(run)
-                self._infakt_detect_orphans(run)
+                self.env["infakt.document.complete"]._detect_orphans(run)
                 worked = 0
-                for pick, step, crashed in PROCESS_STEPS:
+                for step in PROCESS_STEPS:
                     if run.expired():
                         break
-                    worked += self._infakt_run_step(run, pick, step, crashed,
-                                                    limit=const.PROCESS_BATCH)
+                    worked += Runner._run_step(run, step, limit=const.PROCESS_BATCH)
                 if worked:
                     continue
-                due = self._infakt_next_process_due()
+                due = self._next_process_due()
                 if due is None:
                     break
                 wait = max(0.0, (due - fields.Datetime.now()).total_seconds())
@@ -63,16 +64,16 @@ class InfaktDocument(models.Model):
                     run.retrigger_in = None
                 if wait >= run.remaining():
                     break
-                self._infakt_wait(run, wait)
+                self._wait(run, wait)
         finally:
             run.close()
-        self._infakt_plan(run, self._infakt_next_process_due(), self._trigger_processor)
+        self._plan(run, self._next_process_due(), self.env["infakt.document"]._trigger_processor)
 
     # ------------------------------------------------------------------------------------
     # Planning the next run
     # ------------------------------------------------------------------------------------
     @api.model
-    def _infakt_plan(self, run, due, trigger):
+    def _plan(self, run, due, trigger):
         """Trigger the next run when work is due (now, or later); ``run.retrigger_in`` is a
         pause asked for by inFakt or the pacer."""
         now = fields.Datetime.now()
@@ -87,7 +88,7 @@ class InfaktDocument(models.Model):
             run.commit()
 
     @api.model
-    def _infakt_wait(self, run, seconds):
+    def _wait(self, run, seconds):
         """Wait inside the run, with no transaction open; webhook events that arrive end the
         wait (they make their documents due at once)."""
         end = time.monotonic() + seconds
@@ -100,7 +101,7 @@ class InfaktDocument(models.Model):
                 return
 
     @api.model
-    def _infakt_next_send_due(self):
+    def _next_send_due(self):
         self.env.flush_all()
         self.env.cr.execute(SQL(
             """SELECT MIN(COALESCE(d.next_attempt_at, %(now)s)) FROM infakt_document d
@@ -113,7 +114,7 @@ class InfaktDocument(models.Model):
         return self.env.cr.fetchone()[0]
 
     @api.model
-    def _infakt_next_process_due(self):
+    def _next_process_due(self):
         """The earliest moment any step of the processor has work (None: nothing to follow)."""
         now = fields.Datetime.now()
         lease = now + timedelta(seconds=5)

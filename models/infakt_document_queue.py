@@ -3,12 +3,13 @@ import psycopg2
 from odoo import api, models
 
 
-class InfaktDocument(models.Model):
+class InfaktDocumentQueue(models.AbstractModel):
     """Step 1: queue. A posted invoice or credit note of an inFakt series gets one ``to_send``
     document, inside the posting transaction, without any HTTP call (posting never waits for
     inFakt, nor fails because inFakt is slow or down)."""
 
-    _inherit = "infakt.document"
+    _name = "infakt.document.queue"
+    _description = "inFakt: step 1, queue"
 
     @api.model
     def _queue_moves(self, moves, force=False):
@@ -32,9 +33,10 @@ class InfaktDocument(models.Model):
                 "document_type": series.document_type,
                 "state": "to_send",
             })
+        Document = self.env["infakt.document"].sudo().with_context(
+            mail_create_nolog=True, tracking_disable=True)
         if not vals_list:
-            return self.browse()
-        Document = self.sudo().with_context(mail_create_nolog=True, tracking_disable=True)
+            return Document.browse()
         try:
             # The database keeps one active document per invoice, also when two users send
             # the same invoice at the same moment.
@@ -51,5 +53,5 @@ class InfaktDocument(models.Model):
         for document in documents:
             document.move_id.sudo().infakt_document_id = document
         if documents:
-            self._trigger_sender()
+            Document._trigger_sender()
         return documents

@@ -10,14 +10,26 @@ from .infakt_run import CONCURRENCY_ERRORS, InfaktAccountBlocked, InfaktRun, Inf
 
 _logger = logging.getLogger(__name__)
 
-class InfaktDocument(models.Model):
-    _inherit = "infakt.document"
+
+class InfaktDocumentRunner(models.AbstractModel):
+    """The batch runner every loop of both scheduled actions runs in.
+
+    A step is a service model (``infakt.document.<step>``) with three methods:
+    ``_pick(run)`` hands out one due document, locked for this transaction (``SKIP LOCKED``:
+    two processes never take the same one); ``_process(document, run)`` does the work;
+    ``_crashed(document, run, error)`` turns an unexpected failure into a readable error or a
+    later attempt. The runner gives each document its own transaction and savepoint: one
+    document's failure is its own, the run goes on; no snapshot is held across documents or
+    waits; a run stops starting new work in time for Odoo's limits."""
+
+    _name = "infakt.document.runner"
+    _description = "inFakt: batch runner of the steps"
 
     # ------------------------------------------------------------------------------------
     # The run
     # ------------------------------------------------------------------------------------
     @api.model
-    def _infakt_time_budget(self):
+    def _time_budget(self):
         """Seconds a run may start new work: Odoo's real-time limit of cron jobs, less the idle
         wait a prefork cron worker spends under the same watchdog, less one full HTTP exchange,
         less a margin (bounded to a few seconds .. half a minute)."""
@@ -32,65 +44,57 @@ class InfaktDocument(models.Model):
         return max(const.RUN_MIN_SECONDS, min(const.RUN_MAX_SECONDS, budget))
 
     @api.model
-    def _infakt_new_run(self, time_budget=None, with_commit=True):
-        budget = self._infakt_time_budget() if time_budget is None else time_budget
+    def _new_run(self, time_budget=None, with_commit=True):
+        budget = self._time_budget() if time_budget is None else time_budget
         return InfaktRun(env=self.env, deadline=time.monotonic() + budget,
                          with_commit=with_commit)
 
     # ------------------------------------------------------------------------------------
-    # The batch runner: every loop of both scheduled actions
+    # The batch runner
     # ------------------------------------------------------------------------------------
     @api.model
-    def _infakt_run_step(self, run, pick, step, crashed, limit=None):
-        """Run the method ``step`` on the records the method ``pick`` hands out, one at a time,
-        until none is due, the run's time is up or inFakt asks to slow down.
-
-        - ``self.<pick>(run)`` returns one record, locked for this transaction (``SKIP
-          LOCKED``: two processes never take the same record), or an empty recordset.
-        - ``record.<step>(run)`` does the work in a savepoint. Its exceptions are the record's
-          alone: the savepoint is rolled back and ``record.<crashed>(run, error)`` turns the
-          failure into a readable error or a later attempt; the run goes on. A step may return
-          a callable, run after the record's transaction is committed (the send step's POST,
-          which must happen after its intent is committed and outside any transaction).
-        - :class:`InfaktStop` stops the step (429, account blocked: handled once, here).
-        - Each record is committed on its own; no snapshot is held across records or waits.
-
-        Returns the number of records processed.
-        """
+    def _run_step(self, run, step, limit=None):
+        """Run the step service ``step`` on its due documents, one at a time, until none is
+        due, the run's time is up, ``limit`` documents were done or inFakt asks to slow down.
+        ``_process`` may return a callable, run after the document's transaction is committed
+        (the send step's POST, which must go out after its intent is committed and outside any
+        transaction). :class:`InfaktStop` stops the step (429, account stopped: handled once,
+        here). Returns the number of documents processed."""
+        service = self.env[step]
         count = 0
         conflicts = 0
         while not run.expired() and (limit is None or count < limit):
             run.commit()
             try:
-                record = getattr(self, pick)(run)
+                document = service._pick(run)
             except CONCURRENCY_ERRORS:
                 run.rollback()
                 conflicts += 1
                 if conflicts > 3:
                     break
                 continue
-            if not record:
+            if not document:
                 break
-            record = record.with_context(lang=record._infakt_reader_lang())
+            document = document.with_context(lang=document._infakt_reader_lang())
             follow_up = None
             stop = None
             try:
                 with self.env.cr.savepoint():
-                    follow_up = getattr(record, step)(run)
+                    follow_up = service._process(document, run)
             except InfaktStop as error:
                 stop = error
             except CONCURRENCY_ERRORS:
-                # Another transaction changed the record meanwhile: next time.
-                _logger.info("inFakt: %s %s skipped by %s (changed by another transaction)",
-                             record._name, record.id, step)
-            except Exception as error:  # noqa: BLE001 - one record never stops the others
-                _logger.exception("inFakt: %s failed on %s %s", step, record._name, record.id)
+                # Another transaction changed the document meanwhile: next time.
+                _logger.info("inFakt: document %s skipped by %s (changed by another "
+                             "transaction)", document.id, step)
+            except Exception as error:  # noqa: BLE001 - one document never stops the others
+                _logger.exception("inFakt: %s failed on document %s", step, document.id)
                 try:
                     with self.env.cr.savepoint():
-                        getattr(record, crashed)(run, error)
+                        service._crashed(document, run, error)
                 except Exception:  # noqa: BLE001
-                    _logger.exception("inFakt: could not record the failure of %s %s",
-                                      record._name, record.id)
+                    _logger.exception("inFakt: could not record the failure of document %s",
+                                      document.id)
             run.commit()
             if callable(follow_up):
                 try:
@@ -98,20 +102,20 @@ class InfaktDocument(models.Model):
                 except InfaktStop as error:
                     stop = error
                 except Exception:  # noqa: BLE001 - the follow-up records its own outcome
-                    _logger.exception("inFakt: %s follow-up failed on %s %s", step,
-                                      record._name, record.id)
+                    _logger.exception("inFakt: %s follow-up failed on document %s", step,
+                                      document.id)
                     run.rollback()
             count += 1
             run.processed += 1
             if stop is not None:
-                self._infakt_handle_stop(run, stop)
+                self._handle_stop(run, stop)
                 if not isinstance(stop, InfaktAccountBlocked):
                     break
         run.commit()
         return count
 
     @api.model
-    def _infakt_handle_stop(self, run, stop):
+    def _handle_stop(self, run, stop):
         if isinstance(stop, InfaktAccountBlocked):
             run.blocked_accounts.add(stop.account.id)
             with self.env.cr.savepoint():
@@ -123,7 +127,8 @@ class InfaktDocument(models.Model):
     # ------------------------------------------------------------------------------------
     # Failures of requests, shared by the steps
     # ------------------------------------------------------------------------------------
-    def _infakt_describe(self, error):
+    @api.model
+    def _describe(self, error):
         """Words a person understands for an error of inFakt (in the reader's language)."""
         for error_class, text in const.ERROR_MESSAGES:
             if isinstance(error, error_class):
@@ -133,14 +138,14 @@ class InfaktDocument(models.Model):
                 return message
         return str(error)
 
-    def _infakt_stop_for(self, error, kind, run):
-        """Raise the :class:`InfaktStop` an error calls for (block the account, pause the
+    @api.model
+    def _stop_for(self, document, error, kind, run):
+        """Raise the :class:`InfaktStop` an error calls for (stop the account, pause the
         pacer); return quietly for the errors the step handles itself."""
-        self.ensure_one()
-        account = self.account_id
+        account = document.account_id
         if isinstance(error, (infakt_errors.InfaktAuthError, infakt_errors.InfaktPlanError,
                               infakt_errors.InfaktPermissionError)):
-            raise InfaktAccountBlocked(account, self._infakt_describe(error))
+            raise InfaktAccountBlocked(account, self._describe(error))
         if isinstance(error, infakt_errors.InfaktRateLimited):
             if getattr(error, "from_pacer", False):
                 raise InfaktStop(account=account, wait=error.retry_after or 1.0)

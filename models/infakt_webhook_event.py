@@ -144,7 +144,7 @@ class InfaktWebhookEvent(models.Model):
                     seconds=EVENT_RETRY_SECONDS)})
             return
         document = document.with_context(lang=document._infakt_reader_lang())
-        handled = document._infakt_on_event(self)
+        handled = self.env["infakt.document.complete"]._on_event(document, self)
         self.write({"document_id": document.id, "state": "done" if handled else "ignored",
                     "retry_at": False})
 

@@ -277,11 +277,11 @@ class InfaktCommon(InfaktSimulatorMixin, AccountTestInvoicingCommon):
 
     def run_sender(self, time_budget=20):
         """The sender's scheduled action, in the test's transaction (no commits)."""
-        self.env["infakt.document"]._cron_send(time_budget=time_budget, with_commit=False)
+        self.env["infakt.document.cron"]._cron_send(time_budget=time_budget, with_commit=False)
 
     def run_processor(self, time_budget=20):
         """The processor's scheduled action, in the test's transaction (no commits)."""
-        self.env["infakt.document"]._cron_process(time_budget=time_budget, with_commit=False)
+        self.env["infakt.document.cron"]._cron_process(time_budget=time_budget, with_commit=False)
 
     def advance_clock(self, documents):
         """Pretend the waits the documents asked for are over: their due dates into the past

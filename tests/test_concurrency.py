@@ -26,7 +26,7 @@ SENDER_SCRIPT = textwrap.dedent(
     started = time.time()
     with registry.cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
-        env["infakt.document"]._cron_send(time_budget=60)
+        env["infakt.document.cron"]._cron_send(time_budget=60)
     print(json.dumps({"started": started, "ended": time.time()}))
     """
 )

@@ -207,9 +207,9 @@ class TestConfiguration(InfaktCommon):
             Command.create({"payment_term_id": term.id, "infakt_payment_method": "cash"}),
         ]})
         invoice = self.invoice_order(self.create_order(), post=False)
-        self.assertEqual(invoice._infakt_payment_method(account), "transfer")
+        self.assertEqual(self.env["infakt.payload"]._payment_method(invoice, account), "transfer")
         invoice.invoice_payment_term_id = term
-        self.assertEqual(invoice._infakt_payment_method(account), "cash")
+        self.assertEqual(self.env["infakt.payload"]._payment_method(invoice, account), "cash")
         provider = self.env["payment.provider"].create({"name": "Przelewy24 test",
                                                         "company_id": self.company.id})
         account.write({"payment_mapping_ids": [
@@ -227,12 +227,12 @@ class TestConfiguration(InfaktCommon):
             "reference": "INFAKT-TX-1",
             "invoice_ids": [Command.set(invoice.ids)],
         })
-        self.assertEqual(invoice._infakt_payment_method(account), "przelewy24")
+        self.assertEqual(self.env["infakt.payload"]._payment_method(invoice, account), "przelewy24")
         account.payment_mapping_ids.filtered("is_default").unlink()
         invoice.transaction_ids.unlink()
         invoice.invoice_payment_term_id = False
         with self.assertRaisesRegex(UserError, "default line"):
-            invoice._infakt_payment_method(account)
+            self.env["infakt.payload"]._payment_method(invoice, account)
 
     def test_duplicate_mapping_refused(self):
         with self.assertRaises(ValidationError):
@@ -253,6 +253,6 @@ class TestConfiguration(InfaktCommon):
     def test_zw_line_carries_the_exemption_reason(self):
         order = self.create_order([(self.product, 1, 100.0, 0.0, self.tax_zw)])
         invoice = self.invoice_order(order)
-        payload = invoice._infakt_prepare_invoice_payload(self.infakt_account)
+        payload = self.env["infakt.payload"]._invoice(invoice, self.infakt_account)
         self.assertEqual(payload["services"][0]["tax_symbol"], "zw")
         self.assertEqual(payload["vat_exemption_reason"], 1)  # inFakt's integer id

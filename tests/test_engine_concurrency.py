@@ -29,7 +29,7 @@ class TestUserHoldsTheInvoice(CommittedBacklogMixin, InfaktSimulatorMixin, Trans
             with self.registry.cursor() as cr:
                 env = api.Environment(cr, SUPERUSER_ID, {})
                 try:
-                    env["infakt.document"]._cron_send(time_budget=20)
+                    env["infakt.document.cron"]._cron_send(time_budget=20)
                 except Exception as error:  # noqa: BLE001 - reported below
                     outcome["error"] = repr(error)
             outcome["done"] = True
@@ -77,7 +77,7 @@ class TestSenderRuns(InfaktCommon):
         """A run stops starting new work in time for Odoo's real-time limit of cron jobs: the
         limit, less a prefork cron worker's idle wait (same watchdog), less a full HTTP
         exchange, less a margin."""
-        Document = self.env["infakt.document"]
+        Runner = self.env["infakt.document.runner"]
         http = const.HTTP_CONNECT_TIMEOUT + const.HTTP_READ_TIMEOUT
         cases = [
             ({"workers": 2, "limit_time_real_cron": -1, "limit_time_real": 120},
@@ -95,7 +95,7 @@ class TestSenderRuns(InfaktCommon):
         from odoo.tools import config
         for options, expected in cases:
             with self.subTest(**options), patch.dict(config.options, options):
-                budget = Document._infakt_time_budget()
+                budget = Runner._time_budget()
                 self.assertEqual(budget, expected)
                 limit = options["limit_time_real_cron"]
                 if limit == -1:
@@ -131,7 +131,7 @@ class TestSenderRuns(InfaktCommon):
             "name": "async_invoice_creation_success", "task_reference": reference,
             "invoice_uuid": "uuid-from-webhook",
         })
-        run = document._infakt_new_run(with_commit=False)
+        run = self.env["infakt.document.runner"]._new_run(with_commit=False)
         Event._process_pending(run)
         self.assertEqual(event.state, "new", "kept, not ignored")
         document.sudo().write({"task_reference": reference,

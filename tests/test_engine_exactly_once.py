@@ -124,7 +124,7 @@ class TestExactlyOnce(InfaktCommon):
             self.env["infakt.document"].sudo().create({
                 "move_id": invoice.id, "account_id": self.infakt_account.id,
             })
-        self.assertFalse(self.env["infakt.document"]._queue_moves(invoice, force=True))
+        self.assertFalse(self.env["infakt.document.queue"]._queue_moves(invoice, force=True))
         self.assertEqual(len(invoice.infakt_document_ids), 1)
 
     def test_send_again_refuses_a_cancelled_document_of_a_draft(self):

@@ -52,17 +52,18 @@ class TestOneBadRecord(InfaktCommon):
         """Any exception while preparing one document is that document's error, in words (the
         traceback goes to the server log); any exception while completing one leaves it to be
         tried again. The other documents go on in the same runs."""
-        Document = type(self.env["infakt.document"])
+        Send = type(self.env["infakt.document.send"])
+        Complete = type(self.env["infakt.document.complete"])
         first, second, third = self.post_invoice(), self.post_invoice(), self.post_invoice()
         broken = first.infakt_document_id
-        prepare = Document._infakt_prepare_payload
+        prepare = Send._prepare_payload
 
-        def prepare_or_fail(document):
+        def prepare_or_fail(service, document):
             if document == broken:
                 raise ZeroDivisionError("boom")
-            return prepare(document)
+            return prepare(service, document)
 
-        with patch.object(Document, "_infakt_prepare_payload", prepare_or_fail), \
+        with patch.object(Send, "_prepare_payload", prepare_or_fail), \
                 self.assertLogs("odoo.addons.l10n_pl_infakt", level="ERROR"):
             self.run_sender()
         self.assertEqual(broken.state, "error")
@@ -70,15 +71,15 @@ class TestOneBadRecord(InfaktCommon):
         self.assertEqual((second | third).infakt_document_id.mapped("state"),
                          ["processing", "processing"])
         slow = second.infakt_document_id
-        values = Document._infakt_values_from_remote
+        values = Complete._values_from_remote
 
-        def values_or_fail(document, remote):
+        def values_or_fail(service, document, remote):
             if document == slow:
                 raise KeyError("boom")
-            return values(document, remote)
+            return values(service, document, remote)
 
         self.simulator.flush(timeout=5)
-        with patch.object(Document, "_infakt_values_from_remote", values_or_fail), \
+        with patch.object(Complete, "_values_from_remote", values_or_fail), \
                 self.assertLogs("odoo.addons.l10n_pl_infakt", level="ERROR"):
             self.run_processor(time_budget=3)
         self.assertEqual(third.infakt_document_id.state, "done")

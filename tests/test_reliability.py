@@ -195,7 +195,7 @@ class TestStorms(_ReliabilityHelpers, InfaktCommon):
 
     def _round(self, documents, seen, budget=3):
         """One round of both scheduled actions, looking at the documents after each."""
-        Document = self.env["infakt.document"]
+        Document = self.env["infakt.document.cron"]
         Document._cron_send(time_budget=budget, with_commit=False)
         self._observe(documents, seen)
         self.simulator.flush(timeout=2)
@@ -342,18 +342,19 @@ WORKER_SCRIPT = textwrap.dedent(
     registry = odoo.modules.registry.Registry(db)
     with registry.cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+        Cron = env["infakt.document.cron"]
         Document = env["infakt.document"]
         if mode == "send":
-            Document._cron_send(time_budget=60)
+            Cron._cron_send(time_budget=60)
         else:
             # A restarted server: its scheduled actions run until the backlog is finished.
             documents = Document.search([("account_id", "=", int(account_id))])
             history = []
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                Document._cron_process(time_budget=10)
+                Cron._cron_process(time_budget=10)
                 history.append(sorted(documents.mapped("state")))
-                Document._cron_send(time_budget=10)
+                Cron._cron_send(time_budget=10)
                 cr.commit()
                 documents.invalidate_recordset()
                 if all(d.state == "done" and not d.pdf_pending for d in documents):
@@ -432,8 +433,8 @@ class TestSenderKilled(CommittedBacklogMixin, InfaktSimulatorMixin, TransactionC
         # The orphan detector leaves a document alone while its sender is alive.
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            Document = env["infakt.document"]
-            Document._infakt_detect_orphans(Document._infakt_new_run(with_commit=False))
+            env["infakt.document.complete"]._detect_orphans(
+                env["infakt.document.runner"]._new_run(with_commit=False))
             self.assertEqual(env["infakt.document"].browse(first["id"]).state, "sending")
             cr.rollback()
 

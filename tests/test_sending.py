@@ -246,10 +246,10 @@ class TestSending(InfaktCommon):
         self.run_sender()
         document = invoice.infakt_document_ids
         self.assertEqual(document.state, "processing")
-        run = document._infakt_new_run(time_budget=20, with_commit=False)
+        run = self.env["infakt.document.runner"]._new_run(time_budget=20, with_commit=False)
         delays = []
         for _poll in range(6):
-            document._infakt_poll_one(run)
+            self.env["infakt.document.poll"]._process(document, run)
             delays.append((document.next_poll_at - fields.Datetime.now()).total_seconds())
         run.close()
         self.assertEqual(document.poll_count, 6)

@@ -383,7 +383,7 @@ class TestWebhookController(InfaktWebhookMixin, InfaktCommon, HttpCase):
                                                 uuid="evt-9"))
         self.assertEqual(response.status_code, 200)
         Event = self.env["infakt.webhook.event"]
-        run = self.env["infakt.document"]._infakt_new_run(with_commit=False)
+        run = self.env["infakt.document.runner"]._new_run(with_commit=False)
         Event._process_pending(run)
         # No document matches it (yet: a task reference is committed a moment after the
         # create): kept for a while, then ignored.

@@ -352,7 +352,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
         self.assertEqual(response.status_code, 401, response.text[:300])
         self.assertEqual(self.snapshot(), before)
         self.env["infakt.webhook.event"]._process_pending(
-            self.env["infakt.document"]._infakt_new_run(with_commit=False))
+            self.env["infakt.document.runner"]._new_run(with_commit=False))
         self.assertEqual(self.snapshot(), before)
 
     @settings(FUZZ, max_examples=10)
@@ -495,7 +495,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                 self.assertEqual(response.json()["status"], "duplicate")
             self.assertEqual(Event.search_count([]), before + 1, replay)
         self.env["infakt.webhook.event"]._process_pending(
-            self.env["infakt.document"]._infakt_new_run(with_commit=False))
+            self.env["infakt.document.runner"]._new_run(with_commit=False))
 
     @settings(FUZZ, max_examples=30)
     @given(
@@ -535,7 +535,7 @@ class TestHostileWebhooks(InfaktWebhookMixin, InfaktCommon, HttpCase):
                                             WEBHOOK_SECRET, body)})
         self.assertIn(response.status_code, (200, 400), response.text[:300])
         self.env["infakt.webhook.event"]._process_pending(
-            self.env["infakt.document"]._infakt_new_run(with_commit=False))
+            self.env["infakt.document.runner"]._new_run(with_commit=False))
 
     def test_genuine_paid_event_replayed_is_applied_once(self):
         """A genuine ``invoice_paid`` delivered three times (and once more after processing):

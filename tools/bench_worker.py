@@ -267,7 +267,7 @@ def task_queue(env, args):
 def task_sender_loop(env, args):
     """The real sender, run in a loop like the cron runner would, until nothing is left to
     send (or the deadline)."""
-    Document = env["infakt.document"]
+    Document = env["infakt.document.cron"]
     _wait_until(args["start_at"])
     started = time.time()
     runs = 0
@@ -289,7 +289,7 @@ def task_sender_loop(env, args):
 def task_processor_loop(env, args):
     """The real processor (webhook events, task polls, PDFs) in a loop until every document
     of the account is ``done`` (or the deadline)."""
-    Document = env["infakt.document"]
+    Document = env["infakt.document.cron"]
     _wait_until(args["start_at"])
     started = time.time()
     runs = 0
@@ -325,7 +325,7 @@ def task_drain_report(env, args):
 def task_sender_cost(env, args):
     """Figure 4: SQL queries and wall time of the sender per document, for backlogs of the
     given sizes (each queued at once, then one ``_cron_send`` run sends it)."""
-    Document = env["infakt.document"]
+    Document = env["infakt.document.cron"]
     thread = threading.current_thread()
     results = []
     for size in args["sizes"]:

@@ -357,7 +357,7 @@ def _send_invoice_now(env, sale, timeout=60.0):
     invoice = sale._create_invoices()
     invoice.action_post()
     env.cr.commit()
-    Document = env["infakt.document"]
+    Document = env["infakt.document.cron"]
     Document._cron_send(time_budget=20)
     deadline = time.monotonic() + timeout
     document = invoice.infakt_document_ids[:1]

@@ -188,7 +188,7 @@ SETUP_CODE = textwrap.dedent(
         sale.action_confirm()
         return sale
 
-    Document = env["infakt.document"]
+    Document = env["infakt.document.cron"]
     def run_crons(moves, rounds=40):
         Document._cron_send(time_budget=20)
         for _round in range(rounds):

@@ -21,47 +21,46 @@ def _tax_id_key(value):
     return text
 
 
-class AccountMove(models.Model):
+class InfaktPayload(models.AbstractModel):
     """The Odoo -> inFakt mapping of an invoice or credit note: plain values for the builders
     of ``infakt_api.payload`` (which know inFakt's format), and what identifies a document sent
     to inFakt. Everything that cannot be sent raises a :class:`UserError` that names what to
     fix; nothing here talks to inFakt."""
 
-    _inherit = "account.move"
+    _name = "infakt.payload"
+    _description = "inFakt: invoice and credit note payloads"
 
     # ------------------------------------------------------------------------------------
     # Parts
     # ------------------------------------------------------------------------------------
-    def _infakt_payment_method(self, account):
+    def _payment_method(self, move, account):
         """The inFakt payment method: from the provider / method of the payment transactions,
         else the payment terms, else the account default."""
-        self.ensure_one()
-        transactions = self.sudo().transaction_ids | self._infakt_sale_orders().transaction_ids
+        transactions = move.sudo().transaction_ids | move._infakt_sale_orders().transaction_ids
         transactions = transactions.filtered(lambda t: t.state in ("authorized", "done")) or \
             transactions
         providers = transactions.provider_id
         methods = transactions.payment_method_id
         best = None
         for mapping in account.payment_mapping_ids:
-            score = mapping._match_score(providers, methods, self.invoice_payment_term_id)
+            score = mapping._match_score(providers, methods, move.invoice_payment_term_id)
             if score is not None and (best is None or score > best[0]):
                 best = (score, mapping)
         if best is None:
             raise UserError(self.env._(
                 "No payment method mapping of the inFakt account %(account)s fits the invoice "
                 "%(invoice)s: add a default line (no provider, method or payment term) to the "
-                "Payment Method Mapping.", account=account.name, invoice=self.name))
+                "Payment Method Mapping.", account=account.name, invoice=move.name))
         return best[1].infakt_payment_method
 
-    def _infakt_buyer_values(self):
-        self.ensure_one()
-        partner = self.partner_id
+    def _buyer_values(self, move):
+        partner = move.partner_id
         commercial = partner.commercial_partner_id
         street = " ".join(filter(None, [partner.street, partner.street2]))
         is_company = bool(commercial.is_company or commercial.vat)
         name = commercial.name or partner.name or ""
         if not name.strip():
-            raise UserError(self.env._("The customer of %s has no name.", self.name))
+            raise UserError(self.env._("The customer of %s has no name.", move.name))
         return {
             "is_company": is_company,
             "company_name": name if is_company else None,
@@ -74,21 +73,21 @@ class AccountMove(models.Model):
             "email": partner.email or None,
         }
 
-    def _infakt_line_tax(self, line):
+    def _line_tax(self, move, line):
         taxes = line.tax_ids.filtered(lambda t: t.amount_type != "group") | line.tax_ids.filtered(
             lambda t: t.amount_type == "group").children_tax_ids
         if len(taxes) != 1:
             raise UserError(self.env._(
                 "The line \"%(line)s\" of %(invoice)s must have exactly one tax: inFakt takes one "
-                "tax rate per line.", line=self._infakt_line_label(line), invoice=self.name))
+                "tax rate per line.", line=self._line_label(move, line), invoice=move.name))
         return taxes
 
-    def _infakt_line_label(self, line):
+    def _line_label(self, move, line):
         return (line.name or line.product_id.display_name or "").strip() or "-"
 
-    def _infakt_line_values(self, line, exemption_reasons):
+    def _line_values(self, move, line, exemption_reasons):
         """Plain values of one invoice line (see ``infakt_api.payload.build_service``)."""
-        tax = self._infakt_line_tax(line)
+        tax = self._line_tax(move, line)
         symbol = tax._get_infakt_tax_symbol()
         if not symbol:
             raise UserError(self.env._(
@@ -100,16 +99,16 @@ class AccountMove(models.Model):
             raise UserError(self.env._(
                 "The line \"%(line)s\" of %(invoice)s has a discount of %(discount)s %%: inFakt "
                 "takes discounts between 0 and 100 %%. Put a negative discount into the price "
-                "instead.", line=self._infakt_line_label(line), invoice=self.name,
+                "instead.", line=self._line_label(move, line), invoice=move.name,
                 discount=line.discount))
         quantity = _decimal(line.quantity)
         if quantity <= 0:
             raise UserError(self.env._(
                 "The line \"%(line)s\" of %(invoice)s has a quantity of %(quantity)s: inFakt takes "
                 "positive quantities (issue a credit note to take something back).",
-                line=self._infakt_line_label(line), invoice=self.name, quantity=line.quantity))
+                line=self._line_label(move, line), invoice=move.name, quantity=line.quantity))
         values = {
-            "name": self._infakt_line_label(line),
+            "name": self._line_label(move, line),
             "quantity": quantity,
             "unit": line.product_uom_id.name or "szt.",
             "tax_symbol": symbol,
@@ -128,24 +127,23 @@ class AccountMove(models.Model):
                                "unit_net_price_before_discount": _decimal(line.price_unit)})
         return values
 
-    def _infakt_lines(self):
-        return self.invoice_line_ids.filtered(lambda line: line.display_type == "product")
+    def _lines(self, move):
+        return move.invoice_line_ids.filtered(lambda line: line.display_type == "product")
 
-    def _infakt_common_values(self, account):
-        self.ensure_one()
-        payment_method = self._infakt_payment_method(account)
+    def _common_values(self, move, account):
+        payment_method = self._payment_method(move, account)
         values = {
-            "buyer": infakt_payload.build_buyer(self._infakt_buyer_values()),
-            "invoice_date": self.invoice_date,
-            "sale_date": getattr(self, "delivery_date", False) or self.invoice_date,
-            "payment_date": self.invoice_date_due or self.invoice_date,
-            "number": self.name,
+            "buyer": infakt_payload.build_buyer(self._buyer_values(move)),
+            "invoice_date": move.invoice_date,
+            "sale_date": getattr(move, "delivery_date", False) or move.invoice_date,
+            "payment_date": move.invoice_date_due or move.invoice_date,
+            "number": move.name,
             "check_duplicate_number": True,
-            "currency": self.currency_id.name,
+            "currency": move.currency_id.name,
             "payment_method": payment_method,
-            "notes": (html2plaintext(self.narration or "") or "")[:3500] or None,
+            "notes": (html2plaintext(move.narration or "") or "")[:3500] or None,
         }
-        if self.currency_id.name != "PLN":
+        if move.currency_id.name != "PLN":
             values["vat_exchange_date_kind"] = "vat"
         if payment_method == "transfer":
             bank = account.bank_account_id
@@ -157,14 +155,14 @@ class AccountMove(models.Model):
             values["bank_account"] = bank.account_number
         return values
 
-    def _infakt_exemption_reason(self, account, exemption_reasons):
+    def _exemption_reason(self, move, account, exemption_reasons):
         if not exemption_reasons:
             return None
         reasons = {r for r in exemption_reasons if r}
         if len(reasons) > 1:
             raise UserError(self.env._(
                 "The lines of %s use different VAT exemption bases; inFakt takes one per "
-                "invoice.", self.name))
+                "invoice.", move.name))
         reason = next(iter(reasons), None) or account.vat_exemption_reason
         if not reason:
             raise UserError(self.env._(
@@ -173,43 +171,41 @@ class AccountMove(models.Model):
         return reason
 
     @staticmethod
-    def _infakt_plain_lines(lines):
+    def _plain_lines(lines):
         """The line values without the keys that are not sent."""
         return [{k: v for k, v in line.items() if not k.startswith("_")} for line in lines]
 
     # ------------------------------------------------------------------------------------
     # Invoices
     # ------------------------------------------------------------------------------------
-    def _infakt_prepare_invoice_payload(self, account):
-        self.ensure_one()
+    def _invoice(self, move, account):
         exemption_reasons = set()
-        lines = [self._infakt_line_values(line, exemption_reasons) for line in self._infakt_lines()]
+        lines = [self._line_values(move, line, exemption_reasons) for line in self._lines(move)]
         if not lines:
-            raise UserError(self.env._("The invoice %s has no lines to send.", self.name))
-        values = self._infakt_common_values(account)
+            raise UserError(self.env._("The invoice %s has no lines to send.", move.name))
+        values = self._common_values(move, account)
         buyer = values.pop("buyer")
-        reason = self._infakt_exemption_reason(account, exemption_reasons)
+        reason = self._exemption_reason(move, account, exemption_reasons)
         return infakt_payload.build_invoice(
-            lines=self._infakt_plain_lines(lines), buyer=buyer, vat_exemption_reason=reason,
+            lines=self._plain_lines(lines), buyer=buyer, vat_exemption_reason=reason,
             **values)
 
     # ------------------------------------------------------------------------------------
     # Credit notes -> corrective invoices
     # ------------------------------------------------------------------------------------
-    def _infakt_prepare_corrective_payload(self, document):
+    def _corrective_invoice(self, move, document):
         """Credit note -> inFakt corrective invoice: before/after pairs per line."""
-        self.ensure_one()
         account = document.account_id
-        origin = self.reversed_entry_id
+        origin = move.reversed_entry_id
         origin_document = origin.sudo().infakt_document_id if origin else origin
         if not origin_document or origin_document.state != "done":
             raise UserError(self.env._(
                 "The credit note %(name)s corrects %(origin)s, which is not in inFakt: send the "
-                "original invoice to inFakt first.", name=self.name,
+                "original invoice to inFakt first.", name=move.name,
                 origin=origin.name or self.env._("an invoice unknown to Odoo")))
         exemption_reasons = set()
-        pairs = origin._infakt_correction_pairs(self, exemption_reasons)
-        values = self._infakt_common_values(account)
+        pairs = self._correction_pairs(origin, move, exemption_reasons)
+        values = self._common_values(move, account)
         buyer = values.pop("buyer")
         values.pop("sale_date", None)
         return infakt_payload.build_corrective_invoice(
@@ -221,26 +217,25 @@ class AccountMove(models.Model):
             **values,
         )
 
-    def _infakt_correction_pairs(self, credit_note, exemption_reasons):
+    def _correction_pairs(self, move, credit_note, exemption_reasons):
         """Before/after line pairs: the original lines, each reduced by what the credit note
         takes back. "Before" already counts the earlier credit notes that reached inFakt."""
-        self.ensure_one()
-        earlier = self.reversal_move_ids.filtered(
+        earlier = move.reversal_move_ids.filtered(
             lambda m: m.state == "posted" and m.id < credit_note.id
             and m.sudo().infakt_document_id.state == "done")
-        before_lines = [self._infakt_line_values(line, exemption_reasons)
-                        for line in self._infakt_lines()]
-        before = self._infakt_apply_refunds(before_lines, earlier, exemption_reasons)
-        after = self._infakt_apply_refunds(before, credit_note, exemption_reasons)
-        pairs = [(old, new) for old, new in zip(self._infakt_plain_lines(before),
-                                                self._infakt_plain_lines(after), strict=True)
+        before_lines = [self._line_values(move, line, exemption_reasons)
+                        for line in self._lines(move)]
+        before = self._apply_refunds(move, before_lines, earlier, exemption_reasons)
+        after = self._apply_refunds(move, before, credit_note, exemption_reasons)
+        pairs = [(old, new) for old, new in zip(self._plain_lines(before),
+                                                self._plain_lines(after), strict=True)
                  if old != new]
         if not pairs:
             raise UserError(self.env._("The credit note %s changes nothing on the invoice.",
                                        credit_note.name))
         return pairs
 
-    def _infakt_apply_refunds(self, lines, refunds, exemption_reasons):
+    def _apply_refunds(self, move, lines, refunds, exemption_reasons):
         """``lines`` less the lines of ``refunds``. A refund line takes back from the invoice
         line with the same product, unit price, discount and tax (a quantity returned); failing
         that, from the only line of the same product and tax (a value corrected, e.g. a
@@ -248,8 +243,8 @@ class AccountMove(models.Model):
         result = [dict(line) for line in lines]
         for refund in refunds:
             used = set()
-            for refund_line in refund._infakt_lines():
-                values = refund._infakt_line_values(refund_line, exemption_reasons)
+            for refund_line in self._lines(refund):
+                values = self._line_values(refund, refund_line, exemption_reasons)
                 key = values["_key"]
                 index = next((i for i, line in enumerate(result)
                               if i not in used and line["_key"] == key), None)
@@ -265,13 +260,13 @@ class AccountMove(models.Model):
                         "of the invoice %(invoice)s (same product and tax, and the same price "
                         "and discount when the product is on several lines): inFakt corrections "
                         "change existing lines.",
-                        line=values["name"], name=refund.name, invoice=self.name))
+                        line=values["name"], name=refund.name, invoice=move.name))
                 used.add(index)
-                self._infakt_subtract(result[index], values, same_quantity)
+                self._subtract(result[index], values, same_quantity)
         return result
 
     @staticmethod
-    def _infakt_subtract(target, values, same_quantity=False):
+    def _subtract(target, values, same_quantity=False):
         """Take ``values`` (a refund line) back from ``target`` (an invoice line): a quantity,
         or (``same_quantity``) a value."""
         amount_key = "gross_price" if target["price_mode"] == "gross" else "net_price"
@@ -291,34 +286,33 @@ class AccountMove(models.Model):
     # ------------------------------------------------------------------------------------
     # Identity: how a document found in inFakt is recognised as this one
     # ------------------------------------------------------------------------------------
-    def _infakt_identity_of_payload(self, payload, document_type):
+    def _identity_of_payload(self, move, payload, document_type):
         services = payload.get("services") or []
         if document_type == "correction":
             gross = infakt_payload.correction_totals(services)["gross"]
         else:
             gross = infakt_payload.totals(services)["gross"]
         return {
-            "number": payload.get("number") or self.name,
+            "number": payload.get("number") or move.name,
             "tax_id": _tax_id_key(payload.get("client_tax_code")),
             "invoice_date": payload.get("invoice_date"),
             "gross": int(gross),
             "currency": (payload.get("currency") or "PLN").upper(),
         }
 
-    def _infakt_identity_of_move(self, document):
+    def _identity_of_move(self, move, document):
         """For documents sent before their identity was recorded: from the invoice."""
-        self.ensure_one()
         sign = -1 if document.document_type == "correction" else 1
         return {
-            "number": document.number or self.name,
-            "tax_id": _tax_id_key(self.partner_id.commercial_partner_id.vat),
-            "invoice_date": self.invoice_date and self.invoice_date.isoformat(),
-            "gross": sign * round(self.amount_total * 100),
-            "currency": self.currency_id.name,
+            "number": document.number or move.name,
+            "tax_id": _tax_id_key(move.partner_id.commercial_partner_id.vat),
+            "invoice_date": move.invoice_date and move.invoice_date.isoformat(),
+            "gross": sign * round(move.amount_total * 100),
+            "currency": move.currency_id.name,
         }
 
     @staticmethod
-    def _infakt_identity_of_remote(remote):
+    def _identity_of_remote(remote):
         try:
             gross = int(remote.get("gross_price"))
         except (TypeError, ValueError):
