@@ -9,7 +9,7 @@
     "website": "https://github.com/l10n-pl-infakt/l10n_pl_infakt",
     "license": "LGPL-3",
     "countries": ["pl"],
-    "depends": ["sale", "sale_management", "account", "mail", "bus"],
+    "depends": ["sale", "sale_management", "account", "mail", "bus", "l10n_pl"],
     "external_dependencies": {"python": ["requests"]},
     "data": [
         "security/infakt_security.xml",
@@ -23,6 +23,7 @@
         "views/infakt_webhook_event_views.xml",
         "views/account_move_views.xml",
         "views/account_tax_views.xml",
+        "views/product_template_views.xml",
         "views/sale_order_views.xml",
         "views/infakt_menus.xml",
     ],

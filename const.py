@@ -54,6 +54,14 @@ KSEF_STATES = [
     ("manual", "Check in inFakt"),
 ]
 DOCUMENT_TYPES = [("invoice", "FV - Invoice"), ("correction", "KOR - Correction")]
+# What one exchange sends: the series' types, plus the advance invoice (a down payment invoice of
+# a sale order, *faktura zaliczkowa*) and the final invoice that deducts the down payments
+# (*faktura końcowa*), both of the invoice series of their journal (art. 106b ust. 1 pkt 4 and
+# art. 106f of the VAT act: they are not plain invoices).
+EXCHANGE_DOCUMENT_TYPES = DOCUMENT_TYPES + [
+    ("advance", "ZAL - Advance invoice"),
+    ("final", "RZL - Final invoice"),
+]
 # The inFakt payment methods with their labels (the codes come from the pure package).
 PAYMENT_METHOD_LABELS = {
     "transfer": "Transfer",
@@ -231,3 +239,71 @@ FIELD_HINTS = {
     "correction_reason": _lt("the reason of the credit note"),
     "status": _lt("the payment status in inFakt"),
 }
+
+# ---------------------------------------------------------------------------------------------
+# Legal content (JPK_V7 and KSeF are filed by inFakt from what is sent)
+# ---------------------------------------------------------------------------------------------
+# Percentage taxes mapped by their rate when nothing else says what they are. 0 % is not among
+# them: a 0 % tax may be a 0 % rate, an exemption (zw) or a supply outside Poland (np), which
+# the law tells apart on the invoice and in JPK_V7 (K_10 / K_11 / K_13 / K_21 / K_22).
+AUTOMATIC_RATES = {23.0: "23", 8.0: "8", 5.0: "5"}
+
+# The sale taxes of Odoo's Polish chart (l10n_pl, data/template/account.tax-pl.csv), by template
+# id: a company's tax made from the template has the xmlid ``account.<company id>_<template
+# id>``. ``symbol``: inFakt's tax_symbol; ``markings``: codes of inFakt's income-document
+# markings (/documents_markings/incomes.json) the document gets; ``note``: words the law
+# requires on the invoice. An explicit inFakt Tax Symbol on the tax always wins. Articles are
+# those of the VAT act (ustawa z dnia 11 marca 2004 r. o podatku od towarów i usług); JPK_V7
+# fields as the chart tags the taxes.
+L10N_PL_TAXES = {
+    # Domestic rates 23, 8 and 5 % (art. 41; K_19, K_17, K_15).
+    "vs_kraj_23": {"symbol": "23"},
+    "vs_kraj_usl_23": {"symbol": "23"},
+    "vs_kraj_8": {"symbol": "8"},
+    "vs_kraj_5": {"symbol": "5"},
+    # Domestic 0 % (art. 83, art. 41 ust. 3 etc., K_13) and 0 % to travellers (art. 129, K_14).
+    "vs_kraj_0": {"symbol": "0"},
+    "vs_zwrot_podróżnych_0": {"symbol": "0"},
+    # Exempt supplies (art. 43, 113, 82 ...; K_10) and exempt investment gold (art. 122): "zw",
+    # and the invoice states the legal basis of the exemption (art. 106e ust. 1 pkt 19a).
+    "vs_kraj_zw": {"symbol": "zw"},
+    "vs_kraj_zw_gold": {"symbol": "zw"},
+    # Intra-Community supply of goods, WDT (art. 13 and art. 42; K_21): 0 %.
+    "vs_unia": {"symbol": "0"},
+    # WDT after an import in customs procedure 42 / 63 (K_21; JPK_V7 markings I_42 / I_63).
+    "vs_unia_i42": {"symbol": "0", "markings": ("I_42",)},
+    "vs_unia_i63": {"symbol": "0", "markings": ("I_63",)},
+    # Triangular supply by the second taxpayer in the simplified procedure (art. 135-138):
+    # supplied in the buyer's country, so outside Poland (K_11), marked TT_D, and the invoice
+    # carries the words of art. 136 ust. 1 pkt 1.
+    "vs_unia_triangular": {
+        "symbol": "np", "markings": ("TT_D",),
+        "note": "VAT: Faktura WE uproszczona na mocy art. 135-138 ustawy o ptu",
+    },
+    # Services to a taxable person of another Member State: supplied where the buyer is
+    # (art. 28b; K_11 and K_12), so "np"; the buyer accounts for the VAT (reverse charge) and
+    # the invoice says "odwrotne obciążenie" (art. 106e ust. 1 pkt 18). inFakt's own reverse
+    # charge symbol "oo" was the domestic reverse charge of art. 17 ust. 1 pkt 7 and 8, repealed
+    # on 1 November 2019 (Dz.U. 2019 poz. 1751); inFakt expresses this reverse charge as "np".
+    "vs_dostu": {"symbol": "np", "note": "odwrotne obciążenie"},
+    # Export of goods (art. 2 pkt 8 and art. 41 ust. 4; K_22): 0 %.
+    "vs_eksp_tow": {"symbol": "0"},
+    # Services to buyers outside the EU, supplied outside Poland (art. 28b; K_11): "np".
+    "vs_ekspu": {"symbol": "np"},
+    # "0% Steel" (vs_stal, K_31) is the domestic reverse charge of Annex 11 goods (art. 17
+    # ust. 1 pkt 7), repealed on 1 November 2019: no automatic symbol (a configuration problem
+    # if used); a correction of an earlier supply sets "oo" on the tax explicitly.
+}
+# Markings of Odoo's Polish invoice fields (l10n_pl, account.move) -> inFakt marking codes.
+L10N_PL_MOVE_MARKINGS = {
+    "l10n_pl_vat_b_spv": "B_SPV",
+    "l10n_pl_vat_b_spv_dostawa": "B_SPV_DOSTAWA",
+    "l10n_pl_vat_b_mpv_prowizja": "B_MPV_PROWIZJA",
+}
+# Related parties (JPK_V7 "TP"): the customer's "Links With Company" (l10n_pl, res.partner).
+TP_MARKING_CODE = "TP"
+# Split payment (MPP): art. 108a ust. 1a and art. 106e ust. 1 pkt 18a: an invoice whose total
+# ("kwota należności ogółem") exceeds 15 000 PLN (or its equivalent in a foreign currency) for
+# goods or services of Annex 15, between taxable persons, carries "mechanizm podzielonej
+# płatności" (inFakt: split_payment_type "required", which also marks MPP in JPK_V7).
+SPLIT_PAYMENT_THRESHOLD_PLN = 15000

@@ -2,6 +2,7 @@ from . import account_tax
 from . import infakt_pacer
 from . import infakt_account
 from . import infakt_bank_account
+from . import infakt_vat_exemption
 from . import infakt_series
 from . import infakt_payment_mapping
 from . import infakt_document
@@ -23,3 +24,4 @@ from . import account_move
 from . import account_move_send
 from . import account_partial_reconcile
 from . import sale_order
+from . import product_template

@@ -46,6 +46,14 @@ class AccountMove(models.Model):
     infakt_can_send = fields.Boolean(
         string="Can Be Sent to inFakt", compute="_compute_infakt_can_send"
     )
+    infakt_split_payment = fields.Selection(
+        [("required", "Required (MPP)"), ("optional", "Voluntary")],
+        string="Split Payment",
+        help="How inFakt marks the invoice for split payment (mechanizm podzielonej płatności). "
+        "Left empty, it is Required where the law requires it: a total above 15 000 PLN, a "
+        "product marked Split Payment (Annex 15) and a Polish business as the customer. "
+        "Voluntary prints the words without the MPP mark of JPK_V7.",
+    )
 
     @api.depends("state", "move_type", "journal_id", "infakt_document_id.state")
     def _compute_infakt_can_send(self):

@@ -7,6 +7,7 @@ from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
 
 from .. import const
 from ..infakt_api import client as infakt_client
@@ -164,10 +165,30 @@ class InfaktAccount(models.Model):
         "paid by transfer.",
     )
     vat_exemption_reason = fields.Char(
-        string="Default VAT Exemption Reason",
-        help="inFakt id of the VAT exemption reason used for lines taxed 'zw' when the tax "
-        "does not give one.",
+        string="Default VAT Exemption Reason (old)",
+        help="The inFakt id typed by hand in earlier versions. It is used until a default basis "
+        "is chosen from inFakt's list, and chosen for you when inFakt's list is read.",
     )
+    # --- inFakt's reference lists (read by Refresh inFakt lists, and by Test connection) -----
+    vat_exemption_ids = fields.One2many(
+        "infakt.vat.exemption", "account_id", string="VAT Exemption Bases"
+    )
+    vat_exemption_id = fields.Many2one(
+        "infakt.vat.exemption",
+        string="Default VAT Exemption Basis",
+        domain="[('account_id', '=', id)]",
+        help="The legal basis printed on invoices with lines taxed 'zw' whose tax does not give "
+        "one (for example 'art. 113 ust. 1 i 9', the small business exemption).",
+    )
+    gtu_ids_by_code = fields.Json(
+        string="inFakt GTU Codes", readonly=True, copy=False,
+        help="inFakt's ids of the GTU codes (GTU_01...), as read from inFakt.",
+    )
+    marking_ids_by_code = fields.Json(
+        string="inFakt Document Markings", readonly=True, copy=False,
+        help="inFakt's ids of the document markings (TP, I_42...), as read from inFakt.",
+    )
+    lists_read_at = fields.Datetime(string="inFakt Lists Read", readonly=True, copy=False)
     rate_limit_write = fields.Integer(
         string="Write Requests per Window",
         default=150,
@@ -289,6 +310,9 @@ class InfaktAccount(models.Model):
         "company_id.street",
         "company_id.city",
         "company_id.zip",
+        "company_id.tax_calculation_rounding_method",
+        "lists_read_at",
+        "vat_exemption_id",
     )
     def _compute_config_problems(self):
         for account in self:
@@ -402,30 +426,83 @@ class InfaktAccount(models.Model):
                       "Tax Symbol on the tax.", tax=tax.display_name),
                 )
             )
+        problems.extend(self._get_legal_content_problems())
         return problems
 
+    def _get_legal_content_problems(self):
+        """What the legal content of the invoices (JPK_V7, KSeF) needs: inFakt's lists, an
+        exemption basis for every exempt tax in use, and per-line rounding."""
+        self.ensure_one()
+        problems = []
+        if not self.series_ids:
+            return problems
+        if not self.lists_read_at:
+            problems.append((
+                self.env._("inFakt Lists"),
+                self.env._("inFakt's lists (VAT exemption bases, GTU codes, document markings) "
+                           "have not been read: click Refresh inFakt lists."),
+            ))
+        for tax in self._get_exempt_taxes_without_basis():
+            problems.append((
+                self.env._("Taxes"),
+                self.env._(
+                    "Tax %(tax)s is exempt (zw) but has no VAT exemption basis: choose the basis "
+                    "on the tax, or a Default VAT Exemption Basis on the inFakt account.",
+                    tax=tax.display_name),
+            ))
+        if self.company_id.tax_calculation_rounding_method == "round_globally":
+            problems.append((
+                self.env._("Company"),
+                self.env._(
+                    "%s computes taxes with Round globally, but inFakt rounds the VAT of each "
+                    "line: invoices whose totals differ are stopped before sending. Choose Round "
+                    "per line (Invoicing > Configuration > Settings > Taxes).",
+                    self.company_id.name),
+            ))
+        return problems
+
+    def _get_used_sale_taxes(self):
+        """The sale taxes that can reach an invoice of this account's company: the default sale
+        tax, the taxes of products, and what the fiscal positions turn them into."""
+        self.ensure_one()
+        company = self.company_id
+        Tax = self.env["account.tax"].sudo()
+        used = company.account_sale_tax_id
+        self.env["product.template"].flush_model(["taxes_id"])
+        self.env.cr.execute(SQL(
+            """SELECT DISTINCT rel.tax_id FROM product_taxes_rel rel
+                 JOIN account_tax t ON t.id = rel.tax_id
+                WHERE t.type_tax_use = 'sale' AND t.active AND t.company_id IN %s""",
+            tuple((company | company.parent_ids).ids),
+        ))
+        used |= Tax.browse([row[0] for row in self.env.cr.fetchall()])
+        positions = self.env["account.fiscal.position"].sudo().search(
+            self.env["account.fiscal.position"]._check_company_domain(company))
+        mappings = positions.tax_ids.filtered(lambda m: m.tax_src_id in used)
+        used |= mappings.tax_dest_id
+        return used.filtered(lambda t: t.type_tax_use == "sale" and t.active)
+
+    def _get_exempt_taxes_without_basis(self):
+        self.ensure_one()
+        if self.vat_exemption_id or (self.vat_exemption_reason or "").strip():
+            return self.env["account.tax"]
+        used = self._get_used_sale_taxes()
+        templates = used._infakt_template_ids()
+        return used.filtered(
+            lambda t: t._infakt_profile(templates)["symbol"] == "zw"
+            and not t._infakt_exemption_id())
+
     def _get_unmappable_taxes(self):
+        """The sale taxes that can reach an invoice (an unused tax of the chart of accounts is
+        no problem) and have no inFakt symbol: a 0 % tax that is not one of the Polish chart's
+        and has no explicit symbol is one (0 %, zw and np are told apart by the law)."""
         self.ensure_one()
         journals = self.series_ids.journal_id
         if not journals:
             return self.env["account.tax"]
-        taxes = self.env["account.tax"].search(
-            [
-                ("type_tax_use", "=", "sale"),
-                ("company_id", "=", self.company_id.id),
-                ("active", "=", True),
-            ]
-        )
-        unmappable = taxes.filtered(lambda t: not t._get_infakt_tax_symbol())
-        if not unmappable:
-            return unmappable
-        # Only the taxes that can reach an invoice: the company's default sale tax and the
-        # taxes of products (an unused tax of the chart of accounts is no problem).
-        used = self.company_id.account_sale_tax_id
-        used |= self.env["product.template"].sudo().search(
-            [("taxes_id", "in", unmappable.ids)]
-        ).taxes_id
-        return unmappable & used
+        used = self._get_used_sale_taxes()
+        templates = used._infakt_template_ids()
+        return used.filtered(lambda t: not t._infakt_profile(templates)["symbol"])
 
     # ------------------------------------------------------------------------------------
     # API access
@@ -567,6 +644,14 @@ class InfaktAccount(models.Model):
                     "Connected to inFakt, but the bank accounts could not be read: %s",
                     self._describe_error(error))
                 message_type = "warning"
+            if message_type == "success":
+                try:
+                    self._sync_reference_lists(client)
+                except infakt_errors.InfaktError as error:
+                    message = self.env._(
+                        "Connected to inFakt, but its lists (VAT exemption bases, GTU codes, "
+                        "document markings) could not be read: %s", self._describe_error(error))
+                    message_type = "warning"
         except (infakt_errors.InfaktAuthError, infakt_errors.InfaktPlanError,
                 infakt_errors.InfaktPermissionError) as error:
             state = "failed"
@@ -609,6 +694,98 @@ class InfaktAccount(models.Model):
             self.env._("%s bank account(s) read from inFakt.", len(self.bank_account_ids)),
             "success",
         )
+
+    def action_refresh_lists(self):
+        """Read inFakt's lists: VAT exemption bases, GTU codes and document markings."""
+        self.ensure_one()
+        client = self._get_client()
+        try:
+            self._sync_reference_lists(client)
+        except infakt_errors.InfaktError as error:
+            raise UserError(self._describe_error(error)) from error
+        finally:
+            client.close()
+        return self._notify(
+            self.env._(
+                "Read from inFakt: %(bases)s VAT exemption bases, %(gtus)s GTU codes, "
+                "%(markings)s document markings.",
+                bases=len(self.vat_exemption_ids), gtus=len(self.gtu_ids_by_code or {}),
+                markings=len(self.marking_ids_by_code or {})),
+            "success",
+        )
+
+    def _sync_reference_lists(self, client):
+        """Store inFakt's lists (4 to 5 reads): the exemption bases as records to choose from,
+        the GTU codes and document markings as ids by code (sending reads nothing)."""
+        self.ensure_one()
+        exemptions = client.list_vat_exemptions()
+        gtus = client.list_gtus()
+        markings = client.list_document_markings()
+        Exemption = self.env["infakt.vat.exemption"]
+        existing = {e.infakt_id: e for e in self.with_context(active_test=False).vat_exemption_ids}
+        seen = Exemption
+        for entry in exemptions:
+            try:
+                infakt_id = int(entry.get("id"))
+            except (TypeError, ValueError):
+                continue
+            values = {
+                "account_id": self.id,
+                "infakt_id": infakt_id,
+                "description": (entry.get("description") or "").strip() or str(infakt_id),
+                "legal_basis_rule": entry.get("legal_basis_rule") or False,
+                "legal_basis_source": entry.get("legal_basis_source") or False,
+                "active": True,
+            }
+            record = existing.get(infakt_id)
+            if record:
+                record.write(values)
+            else:
+                record = Exemption.create(values)
+            seen |= record
+        (self.with_context(active_test=False).vat_exemption_ids - seen).write({"active": False})
+
+        def ids_by(entities, key):
+            result = {}
+            for entity in entities:
+                code = str(entity.get(key) or "").strip().upper()
+                if code and isinstance(entity.get("id"), int):
+                    result[code] = entity["id"]
+            return result
+
+        self.write({
+            "gtu_ids_by_code": ids_by(gtus, "name"),
+            "marking_ids_by_code": ids_by(markings, "code"),
+            "lists_read_at": fields.Datetime.now(),
+        })
+        self._link_typed_exemption_reasons()
+
+    def _link_typed_exemption_reasons(self):
+        """The exemption ids typed by hand in earlier versions become choices from the list."""
+        self.ensure_one()
+        by_id = {e.infakt_id: e for e in self.vat_exemption_ids}
+
+        def basis(text):
+            text = (text or "").strip()
+            return by_id.get(int(text)) if text.isdigit() else None
+
+        if not self.vat_exemption_id and basis(self.vat_exemption_reason):
+            self.vat_exemption_id = basis(self.vat_exemption_reason)
+        company = self.company_id
+        taxes = self.env["account.tax"].sudo().with_context(active_test=False).search([
+            ("company_id", "in", (company | company.parent_ids).ids),
+            ("infakt_vat_exemption_reason", "!=", False),
+            ("infakt_vat_exemption_id", "=", False),
+        ])
+        for tax in taxes:
+            if basis(tax.infakt_vat_exemption_reason):
+                tax.infakt_vat_exemption_id = basis(tax.infakt_vat_exemption_reason)
+
+    def _infakt_list_id(self, field, code):
+        """inFakt's id of a GTU code or document marking, as read from inFakt (None when the
+        lists were never read or inFakt has no such code)."""
+        self.ensure_one()
+        return (self[field] or {}).get(str(code or "").strip().upper())
 
     def _sync_bank_accounts(self, client):
         self.ensure_one()

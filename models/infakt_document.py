@@ -51,8 +51,8 @@ class InfaktDocument(models.Model):
     sale_order_ids = fields.Many2many(
         "sale.order", compute="_compute_sale_order_ids", string="Sale Orders"
     )
-    document_type = fields.Selection(const.DOCUMENT_TYPES, required=True, default="invoice",
-                                     readonly=True)
+    document_type = fields.Selection(const.EXCHANGE_DOCUMENT_TYPES, required=True,
+                                     default="invoice", readonly=True)
     state = fields.Selection(
         const.STATES, required=True, default="to_send", index=True, tracking=True, copy=False,
         readonly=True,
@@ -321,7 +321,8 @@ class InfaktDocument(models.Model):
     def _infakt_remote_kind(self):
         """The kind of this document in inFakt's API (see ``infakt_api.client``)."""
         self.ensure_one()
-        return "corrective" if self.document_type == "correction" else "invoice"
+        return {"correction": "corrective", "advance": "advance", "final": "final"}.get(
+            self.document_type, "invoice")
 
     @staticmethod
     def _infakt_backoff_seconds(attempt):

@@ -5,18 +5,9 @@ from odoo import api, fields, models
 from odoo.tools import SQL
 
 from .. import const
-from ..infakt_api.money import to_grosze
 from ..infakt_api.webhook import event_category
 
 _logger = logging.getLogger(__name__)
-
-
-def _int(value):
-    """An integer amount from inFakt's answer, None when it is not one."""
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 class InfaktDocumentComplete(models.AbstractModel):
@@ -58,20 +49,12 @@ class InfaktDocumentComplete(models.AbstractModel):
         values = {"infakt_number": remote.get("number") or document.number or False}
         if remote.get("id"):
             values["infakt_id"] = remote["id"]
-        gross = _int(remote.get("gross_price"))
-        if gross is not None:
-            move = document.move_id
-            sign = -1 if document.document_type == "correction" else 1
-            expected = {
-                "net_price": sign * to_grosze(move.amount_untaxed),
-                "tax_price": sign * to_grosze(move.amount_tax),
-                "gross_price": sign * to_grosze(move.amount_total),
-            }
-            mismatch = {
-                key: (value, _int(remote.get(key))) for key, value in expected.items()
-                if _int(remote.get(key)) is not None and _int(remote.get(key)) != value
-            }
-            values["infakt_amount_total"] = sign * gross / 100
+        # Per kind (an advance holds its down payment, a final invoice what is left to pay).
+        pairs, total = self.env["infakt.payload"]._remote_amounts(document, remote)
+        if total is not None:
+            mismatch = {key: pair for key, pair in pairs.items()
+                        if pair[1] is not None and pair[1] != pair[0]}
+            values["infakt_amount_total"] = total
             values["amount_mismatch"] = bool(mismatch)
             values["amount_mismatch_message"] = self.env._(
                 "Totals differ from Odoo: %s",

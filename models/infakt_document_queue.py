@@ -30,7 +30,9 @@ class InfaktDocumentQueue(models.AbstractModel):
             vals_list.append({
                 "move_id": move.id,
                 "account_id": series.account_id.id,
-                "document_type": series.document_type,
+                # Down payments of a sale order are advance and final invoices in inFakt.
+                "document_type": self.env["infakt.payload"]._document_type(
+                    move, series.document_type),
                 "state": "to_send",
             })
         Document = self.env["infakt.document"].sudo().with_context(

@@ -95,6 +95,8 @@ class InfaktDocumentSend(models.AbstractModel):
         """Prepare and record the intent; returns the POST to run after the commit."""
         if document.document_type == "correction" and self._correction_waits(document):
             return None
+        if self._advances_wait(document):
+            return None
         try:
             payload = self._prepare_payload(document)
         except (UserError, ValueError) as error:
@@ -255,11 +257,47 @@ class InfaktDocumentSend(models.AbstractModel):
         return True
 
     @api.model
-    def _prepare_payload(self, document):
+    def _advances_wait(self, document):
+        """An advance waits for the earlier advances of its order, a final invoice for the
+        advances it deducts, while they are on their way to inFakt or wait for a fix there."""
         Payload = self.env["infakt.payload"]
-        if document.document_type == "correction":
-            return Payload._corrective_invoice(document.move_id, document)
-        return Payload._invoice(document.move_id, document.account_id)
+        document_type = Payload._document_type(document.move_id, document.document_type)
+        for advance in Payload._advances_needed(document.move_id, document_type):
+            advance_document = advance.sudo().infakt_document_id
+            if advance_document and advance_document.state in const.ON_ITS_WAY + ("error",):
+                states = dict(document._fields["state"]._description_selection(self.env))
+                document.write({
+                    "next_attempt_at": fields.Datetime.now() + timedelta(
+                        seconds=const.CORRECTION_WAIT_SECONDS),
+                    "error_message": self.env._(
+                        "Waiting for the down payment invoice %(invoice)s to be in inFakt "
+                        "(%(state)s).", invoice=advance.name,
+                        state=states[advance_document.state]),
+                })
+                document._infakt_notify_change()
+                return True
+        return False
+
+    @api.model
+    def _prepare_payload(self, document):
+        """The payload of the document, checked: totals as inFakt will compute them equal the
+        invoice's (a difference stops the document before anything legal exists)."""
+        Payload = self.env["infakt.payload"]
+        move = document.move_id
+        document_type = Payload._document_type(move, document.document_type)
+        if document_type != document.document_type:
+            # Queued before down payments were told apart: sent as what it is.
+            document.write({"document_type": document_type})
+        if document_type == "correction":
+            payload = Payload._corrective_invoice(move, document)
+        elif document_type == "advance":
+            payload = Payload._advance_invoice(move, document)
+        elif document_type == "final":
+            payload = Payload._final_invoice(move, document)
+        else:
+            payload = Payload._invoice(move, document.account_id)
+        Payload._check_totals(move, document_type, payload)
+        return payload
 
     # ------------------------------------------------------------------------------------
     # The sender's session lock (a live sender holds it while its create is under way)
