@@ -469,6 +469,7 @@ class InfaktAccount(models.Model):
         Tax = self.env["account.tax"].sudo()
         used = company.account_sale_tax_id
         self.env["product.template"].flush_model(["taxes_id"])
+        self.env["account.tax"].flush_model(["type_tax_use", "active", "company_id"])
         self.env.cr.execute(SQL(
             """SELECT DISTINCT rel.tax_id FROM product_taxes_rel rel
                  JOIN account_tax t ON t.id = rel.tax_id

@@ -163,27 +163,7 @@ class InfaktCommon(InfaktSimulatorMixin, AccountTestInvoicingCommon):
             }
         )
         cls.journal = cls.company_data["default_journal_sale"]
-        tax_group = env["account.tax.group"].create(
-            {"name": "VAT PL", "company_id": cls.company.id}
-        )
-        Tax = env["account.tax"]
-        common = {"type_tax_use": "sale", "company_id": cls.company.id,
-                  "tax_group_id": tax_group.id, "amount_type": "percent"}
-        cls.tax_23 = Tax.create({**common, "name": "VAT 23%", "amount": 23.0})
-        cls.tax_8 = Tax.create({**common, "name": "VAT 8%", "amount": 8.0})
-        cls.tax_23_incl = Tax.create(
-            {**common, "name": "VAT 23% incl.", "amount": 23.0, "price_include_override":
-             "tax_included"}
-        )
-        cls.tax_zw = Tax.create(
-            {**common, "name": "VAT zw", "amount": 0.0, "infakt_tax_symbol": "zw",
-             "infakt_vat_exemption_reason": "1"}
-        )
-        # Every other sale tax of the test company gets a symbol so the configuration is clean.
-        others = Tax.search([("company_id", "=", cls.company.id), ("type_tax_use", "=", "sale"),
-                             ("id", "not in", (cls.tax_23 | cls.tax_8 | cls.tax_23_incl
-                                               | cls.tax_zw).ids)])
-        others.write({"active": False})
+        cls._setup_infakt_taxes()
         cls.error_tag = env["crm.tag"].create({"name": "inFakt error"})
         cls.infakt_account = env["infakt.account"].create(
             {
@@ -236,6 +216,32 @@ class InfaktCommon(InfaktSimulatorMixin, AccountTestInvoicingCommon):
                 "invoice_policy": "order",
             }
         )
+
+    @classmethod
+    def _setup_infakt_taxes(cls):
+        """``tax_23``, ``tax_8``, ``tax_23_incl`` and ``tax_zw`` of the test company (the
+        chart's other sale taxes are archived); tests on another chart override this."""
+        tax_group = cls.env["account.tax.group"].create(
+            {"name": "VAT PL", "company_id": cls.company.id}
+        )
+        Tax = cls.env["account.tax"]
+        common = {"type_tax_use": "sale", "company_id": cls.company.id,
+                  "tax_group_id": tax_group.id, "amount_type": "percent"}
+        cls.tax_23 = Tax.create({**common, "name": "VAT 23%", "amount": 23.0})
+        cls.tax_8 = Tax.create({**common, "name": "VAT 8%", "amount": 8.0})
+        cls.tax_23_incl = Tax.create(
+            {**common, "name": "VAT 23% incl.", "amount": 23.0, "price_include_override":
+             "tax_included"}
+        )
+        cls.tax_zw = Tax.create(
+            {**common, "name": "VAT zw", "amount": 0.0, "infakt_tax_symbol": "zw",
+             "infakt_vat_exemption_reason": "1"}
+        )
+        # Every other sale tax of the test company gets a symbol so the configuration is clean.
+        others = Tax.search([("company_id", "=", cls.company.id), ("type_tax_use", "=", "sale"),
+                             ("id", "not in", (cls.tax_23 | cls.tax_8 | cls.tax_23_incl
+                                               | cls.tax_zw).ids)])
+        others.write({"active": False})
 
     def setUp(self):
         super().setUp()
