@@ -227,10 +227,12 @@ class InfaktDocumentSend(models.AbstractModel):
     @api.model
     def _crashed(self, document, run, error):
         """An unexpected failure before the POST: the document is certainly not in inFakt."""
+        # Computed outside the call: Odoo's term extractor cannot read f-strings in _() calls.
+        what = f"{type(error).__name__}: {error}"[:300]
         document._infakt_to_error(self.env._(
             "The document could not be prepared for inFakt (%(error)s). Check the invoice; if "
             "it looks right, tell your administrator (details in the server log).",
-            error=f"{type(error).__name__}: {error}"[:300]))
+            error=what))
 
     # ------------------------------------------------------------------------------------
     # Before the POST

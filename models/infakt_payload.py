@@ -535,11 +535,14 @@ class InfaktPayload(models.AbstractModel):
             return
         labels = {"net": self.env._("net"), "tax": self.env._("VAT"),
                   "gross": self.env._("gross")}
+        # Amounts formatted outside the _() calls: Odoo's term extractor cannot read f-strings
+        # inside them (it would skip every term of this file).
+        amounts = {key: ("%.2f" % (value["infakt"] / 100), "%.2f" % (value["expected"] / 100))
+                   for key, value in differences.items()}
         found = "; ".join(
             self.env._("%(total)s %(infakt)s in inFakt, %(odoo)s in Odoo",
-                       total=labels[key], infakt=f"{value['infakt'] / 100:.2f}",
-                       odoo=f"{value['expected'] / 100:.2f}")
-            for key, value in differences.items())
+                       total=labels[key], infakt=infakt_amount, odoo=odoo_amount)
+            for key, (infakt_amount, odoo_amount) in amounts.items())
         fixes = []
         company = move.company_id
         if company.tax_calculation_rounding_method == "round_globally":
@@ -557,11 +560,12 @@ class InfaktPayload(models.AbstractModel):
                 "does not know: use payment terms without it."))
         if not fixes:
             fixes.append(self.env._("Check the prices, discounts and taxes of the lines."))
+        fix_lines = "\n".join("- " + fix for fix in fixes)
         raise UserError(self.env._(
             "Not sent to inFakt: the totals inFakt would compute differ from the invoice "
             "(%(differences)s). Nothing was created in inFakt. Fix, then send again "
             "(reset the invoice to draft if needed):\n%(fixes)s",
-            differences=found, fixes="\n".join(f"- {fix}" for fix in fixes)))
+            differences=found, fixes=fix_lines))
 
     def _remote_amounts(self, document, remote):
         """``{key: (Odoo, inFakt)}`` grosze of what inFakt read back, to tell whether its
