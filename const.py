@@ -307,3 +307,11 @@ TP_MARKING_CODE = "TP"
 # goods or services of Annex 15, between taxable persons, carries "mechanizm podzielonej
 # płatności" (inFakt: split_payment_type "required", which also marks MPP in JPK_V7).
 SPLIT_PAYMENT_THRESHOLD_PLN = 15000
+
+# When the account's webhooks are alive (an authentic delivery within WEBHOOK_ALIVE_SECONDS),
+# the first task poll of a create waits this long, so that the webhook usually completes the
+# document first (no read spent on a pending task); polling stays the fallback.
+WEBHOOK_FIRST_POLL_SECONDS = 5
+WEBHOOK_ALIVE_SECONDS = 900
+# A sender run wakes the processor at most this often (and once more when it ends).
+PROCESSOR_NUDGE_SECONDS = 2.0

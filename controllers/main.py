@@ -24,7 +24,6 @@ import psycopg2
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, abort
 
 from odoo import http
-from odoo.exceptions import ValidationError
 from odoo.http import request
 
 from ..infakt_api import webhook as infakt_webhook
@@ -250,25 +249,18 @@ class InfaktWebhookController(http.Controller):
             # as a signed verification ping would.
             account._webhook_mark_verified()
 
-        Event = request.env["infakt.webhook.event"].sudo()
-        duplicate = Event.search_count(
-            [("account_id", "=", account.id), ("event_uuid", "=", event.uuid)], limit=1
-        )
-        if not duplicate:
-            try:
-                with request.env.cr.savepoint():
-                    Event.create(Event._values_from_event(account, event))
-            except (psycopg2.IntegrityError, ValidationError):
-                duplicate = True  # the same event delivered twice at the same time
-            except (psycopg2.DataError, ValueError, TypeError, UnicodeError, OverflowError,
-                    RecursionError):
-                # Authentic but unstorable (odd values, a resource nested too deeply...):
-                # answer 2xx anyway, or inFakt would retry it and finally disable the webhook.
-                _logger.warning(
-                    "inFakt webhook for account %s: event %r could not be stored, ignored",
-                    account.id, event.name[:64],
-                )
-                return _json_response({"status": "ignored"})
-            else:
-                request.env["infakt.document"]._trigger_processor()
-        return _json_response({"status": "duplicate" if duplicate else "accepted"})
+        try:
+            stored = request.env["infakt.webhook.event"].sudo()._store(account, event)
+        except (psycopg2.DataError, psycopg2.IntegrityError, ValueError, TypeError,
+                UnicodeError, OverflowError, RecursionError):
+            # Authentic but unstorable (odd values, a resource nested too deeply...):
+            # answer 2xx anyway, or inFakt would retry it and finally disable the webhook.
+            request.env.cr.rollback()
+            _logger.warning(
+                "inFakt webhook for account %s: event %r could not be stored, ignored",
+                account.id, event.name[:64],
+            )
+            return _json_response({"status": "ignored"})
+        if stored:
+            request.env["infakt.document"]._trigger_processor()
+        return _json_response({"status": "accepted" if stored else "duplicate"})

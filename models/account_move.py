@@ -1,6 +1,6 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL
+from odoo.tools import SQL, Query
 
 from .. import const
 from .infakt_run import CONCURRENCY_ERRORS
@@ -10,10 +10,10 @@ class AccountMove(models.Model):
     """The invoice side: its link to its current inFakt document, what it shows, and the lock
     that keeps an invoice that exists (or may exist) in inFakt from being reset or cancelled.
 
-    The invoice stores only the link to its current document, written when a document is
-    queued: the document's own transitions never write the invoice (no lock conflict with a
-    user working on it while the document moves). The Odoo -> inFakt mapping is in
-    ``account_move_infakt_payload.py``."""
+    The invoice stores nothing of inFakt: its current document is computed from the documents
+    (the active one, else the newest), so neither queueing nor the document's transitions
+    write the invoice (no cost on posting, no lock conflict with a user working on it while
+    the document moves). The Odoo -> inFakt mapping is the ``infakt.payload`` service."""
 
     _inherit = "account.move"
 
@@ -21,9 +21,11 @@ class AccountMove(models.Model):
         "infakt.document", "move_id", string="inFakt Documents", copy=False, readonly=True
     )
     infakt_document_id = fields.Many2one(
-        "infakt.document", string="inFakt Document", copy=False, readonly=True,
-        index="btree_not_null",
-        help="The current exchange of this document with inFakt (the last one queued).",
+        "infakt.document", string="inFakt Document", readonly=True,
+        compute="_compute_infakt_document_id", search="_search_infakt_document_id",
+        compute_sudo=True,
+        help="The current exchange of this document with inFakt (the active one, else the "
+        "last one).",
     )
     infakt_state = fields.Selection(related="infakt_document_id.state", string="inFakt State")
     infakt_number = fields.Char(related="infakt_document_id.infakt_number",
@@ -54,6 +56,47 @@ class AccountMove(models.Model):
         "product marked Split Payment (Annex 15) and a Polish business as the customer. "
         "Voluntary prints the words without the MPP mark of JPK_V7.",
     )
+
+    @api.depends("infakt_document_ids.state")
+    def _compute_infakt_document_id(self):
+        for move in self:
+            documents = move.infakt_document_ids.sorted("id", reverse=True)
+            move.infakt_document_id = (
+                documents.filtered(lambda d: d.state != "cancelled")[:1] or documents[:1])
+
+    def _search_infakt_document_id(self, operator, value):
+        """Invoices whose current document (see the compute) is in ``value``: one SQL
+        subquery, the current document being the one no other document of its invoice
+        outranks (active before cancelled, then newer)."""
+        if operator in ("=", "!=") and not isinstance(value, (list, tuple, SQL, Query)):
+            if not value:
+                return [("infakt_document_ids", operator, False)]
+            operator, value = ("in" if operator == "=" else "not in"), [value]
+        if operator not in ("in", "not in"):
+            raise NotImplementedError(operator)
+        if isinstance(value, Query):
+            value = value.subselect()
+        elif not isinstance(value, SQL):
+            ids = [v for v in value if v]
+            if len(ids) < len(value):
+                # False in the list: the invoices without any document, too.
+                domain = [("infakt_document_ids", "=", False)]
+                rest = self._search_infakt_document_id("in", ids) if ids else [(0, "=", 1)]
+                result = ["|", *domain, *rest]
+                return result if operator == "in" else ["!", *result]
+            value = SQL("%s", tuple(ids) or (None,))
+        current = SQL(
+            """(SELECT d.move_id FROM infakt_document d
+                 WHERE d.id IN %s
+                   AND NOT EXISTS (
+                       SELECT 1 FROM infakt_document o
+                        WHERE o.move_id = d.move_id AND o.id <> d.id
+                          AND ((o.state <> 'cancelled') > (d.state <> 'cancelled')
+                               OR ((o.state <> 'cancelled') = (d.state <> 'cancelled')
+                                   AND o.id > d.id))))""",
+            value,
+        )
+        return [("id", operator, current)]
 
     @api.depends("state", "move_type", "journal_id", "infakt_document_id.state")
     def _compute_infakt_can_send(self):

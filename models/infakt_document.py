@@ -29,12 +29,11 @@ class InfaktDocument(models.Model):
 
     _name = "infakt.document"
     _description = "inFakt Document Exchange"
-    _inherit = ["mail.thread"]
     _order = "id desc"
     _rec_name = "name"
     _check_company_auto = True
 
-    name = fields.Char(compute="_compute_name", store=True)
+    name = fields.Char(related="move_id.name")
     move_id = fields.Many2one(
         "account.move", required=True, ondelete="cascade", index=True, string="Invoice",
         check_company=True, readonly=True,
@@ -43,8 +42,11 @@ class InfaktDocument(models.Model):
         "infakt.account", required=True, ondelete="restrict", index=True,
         string="inFakt Account", check_company=True, readonly=True,
     )
+    # Set when queued (the invoice's company never changes once posted): no trigger on the
+    # invoices, nothing computed after the insert.
     company_id = fields.Many2one(
-        "res.company", related="move_id.company_id", store=True, index=True
+        "res.company", compute="_compute_company_id", store=True, precompute=True,
+        readonly=True, index=True,
     )
     partner_id = fields.Many2one(related="move_id.partner_id", string="Customer",
                                  related_sudo=False)
@@ -54,7 +56,7 @@ class InfaktDocument(models.Model):
     document_type = fields.Selection(const.EXCHANGE_DOCUMENT_TYPES, required=True,
                                      default="invoice", readonly=True)
     state = fields.Selection(
-        const.STATES, required=True, default="to_send", index=True, tracking=True, copy=False,
+        const.STATES, required=True, default="to_send", index=True, copy=False,
         readonly=True,
     )
     number = fields.Char(
@@ -67,7 +69,7 @@ class InfaktDocument(models.Model):
     task_reference = fields.Char(readonly=True, copy=False, index=True)
     infakt_uuid = fields.Char(string="inFakt UUID", readonly=True, copy=False, index=True)
     infakt_id = fields.Integer(string="inFakt ID", readonly=True, copy=False)
-    infakt_number = fields.Char(string="inFakt Number", readonly=True, copy=False, tracking=True)
+    infakt_number = fields.Char(string="inFakt Number", readonly=True, copy=False)
     error_message = fields.Text(readonly=True, copy=False)
     attempt_count = fields.Integer(readonly=True, copy=False)
     next_attempt_at = fields.Datetime(readonly=True, copy=False)
@@ -82,7 +84,7 @@ class InfaktDocument(models.Model):
         help="inFakt gave no final answer within the time the module waits: check the document "
         "in inFakt, then click Check in inFakt.",
     )
-    amount_mismatch = fields.Boolean(readonly=True, copy=False, tracking=True)
+    amount_mismatch = fields.Boolean(readonly=True, copy=False)
     amount_mismatch_message = fields.Char(readonly=True, copy=False)
     infakt_amount_total = fields.Monetary(
         readonly=True, copy=False, currency_field="currency_id", string="inFakt Total"
@@ -95,9 +97,9 @@ class InfaktDocument(models.Model):
                                         string="PDF")
     ksef_state = fields.Selection(
         const.KSEF_STATES, default="none", required=True, readonly=True, copy=False,
-        tracking=True, string="KSeF State",
+        string="KSeF State",
     )
-    ksef_number = fields.Char(string="KSeF Number", readonly=True, copy=False, tracking=True)
+    ksef_number = fields.Char(string="KSeF Number", readonly=True, copy=False)
     ksef_next_check_at = fields.Datetime(string="Next KSeF Check", readonly=True, copy=False)
     ksef_check_count = fields.Integer(string="KSeF Checks", readonly=True, copy=False)
     infakt_paid_date = fields.Date(string="Paid in inFakt", readonly=True, copy=False)
@@ -137,10 +139,10 @@ class InfaktDocument(models.Model):
     # ------------------------------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------------------------------
-    @api.depends("move_id.name", "document_type")
-    def _compute_name(self):
+    @api.depends("move_id")
+    def _compute_company_id(self):
         for document in self:
-            document.name = document.move_id.name or ""
+            document.company_id = document.move_id.company_id
 
     def _compute_sale_order_ids(self):
         for document in self:
@@ -180,11 +182,9 @@ class InfaktDocument(models.Model):
             old = document.state
             vals = dict(values or {})
             vals["state"] = state
-            # Intermediate states are not tracked in the document's chatter (cost per document);
-            # done, error and in doubt are told in words on the invoice.
-            tracked = state in ("done", "error", "in_doubt", "cancelled") or old in (
-                "error", "in_doubt")
-            document.with_context(tracking_disable=not tracked).write(vals)
+            # The document has no chatter of its own (its cost per document): done, error,
+            # in doubt and cancelled are told in words on the invoice.
+            document.write(vals)
             if log:
                 document._infakt_log(log)
             if state == "error" and old != "error":
@@ -222,8 +222,9 @@ class InfaktDocument(models.Model):
             "task_reference": task_reference,
             "sent_at": _now(),
             "poll_count": 0,
-            # The first status read a little later: a task is rarely done at once.
-            "next_poll_at": _now() + timedelta(seconds=const.POLL_SCHEDULE[0]),
+            # The first status read a little later: a task is rarely done at once (later
+            # still when a webhook will most likely tell first).
+            "next_poll_at": _now() + timedelta(seconds=self._infakt_first_poll_delay()),
             "next_attempt_at": False,
             "error_message": False,
         }
@@ -232,6 +233,33 @@ class InfaktDocument(models.Model):
         if self.account_id.send_to_ksef and self.ksef_state == "none":
             values["ksef_state"] = "pending"
         self._infakt_transition("processing", values)
+
+    def _infakt_first_poll_delay(self):
+        """Seconds to the first task poll: longer when the account's webhooks are alive."""
+        self.ensure_one()
+        self.env.cr.execute(SQL(
+            """SELECT received_at FROM infakt_webhook_event WHERE account_id = %s
+                ORDER BY id DESC LIMIT 1""",
+            self.account_id.id,
+        ))
+        row = self.env.cr.fetchone()
+        if row and row[0] and _now() - row[0] <= timedelta(seconds=const.WEBHOOK_ALIVE_SECONDS):
+            return const.WEBHOOK_FIRST_POLL_SECONDS
+        return const.POLL_SCHEDULE[0]
+
+    def _infakt_completes_from_task(self):
+        """True when the task of our own create is enough to complete this document: the
+        totals were checked before the POST and the number is ours, so no read-back (advances
+        and final invoices need inFakt's id of the document, read back)."""
+        self.ensure_one()
+        return self.document_type in ("invoice", "correction") and bool(self.number)
+
+    def _infakt_to_done_from_task(self, invoice_uuid):
+        """Our create's task (polled, or told by a signed webhook naming its reference) says
+        created: done with the number sent and the uuid of the task."""
+        self.ensure_one()
+        self._infakt_to_done(invoice_uuid, {"infakt_number": self.number,
+                                            "amount_mismatch": False})
 
     def _infakt_to_done(self, invoice_uuid, remote_values, how=None):
         """The document exists in inFakt, with ``remote_values`` read from inFakt."""
@@ -372,14 +400,30 @@ class InfaktDocument(models.Model):
     # ------------------------------------------------------------------------------------
     @api.model
     def _infakt_trigger(self, xmlid, at=None):
-        cron = self.env.ref(xmlid, raise_if_not_found=False)
-        if cron:
-            cron.sudo()._trigger(at)
+        """A trigger row for the scheduled action ``xmlid`` (one INSERT, no ORM create) and,
+        after the commit, one NOTIFY of the cron workers per transaction (what
+        ``ir.cron._trigger`` does, without its reads and its record)."""
+        cron_id = self.env["ir.model.data"]._xmlid_to_res_id(xmlid, raise_if_not_found=False)
+        if not cron_id:
+            return
+        now = _now()
+        at = at or now
+        self.env.cr.execute(SQL(
+            """INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, write_uid,
+                                            create_date, write_date)
+               SELECT id, %(at)s, %(uid)s, %(uid)s, %(now)s, %(now)s FROM ir_cron
+                WHERE id = %(cron)s AND (active OR %(at)s > %(now)s)""",
+            at=at, now=now, uid=self.env.uid, cron=cron_id,
+        ))
+        if at <= now and not self.env.cr.postcommit.data.get("l10n_pl_infakt.notify"):
+            self.env.cr.postcommit.data["l10n_pl_infakt.notify"] = True
+            self.env.cr.postcommit.add(self.env["ir.cron"].browse(cron_id)._notifydb)
 
     @api.model
     def _trigger_sender(self, at=None):
-        """Run the sender now (or at ``at``). Never de-duplicated: a trigger row is cheap, and
-        one left out while a run is ending would leave a document waiting for the interval."""
+        """Run the sender now (or at ``at``). Never de-duplicated: a trigger row is one cheap
+        INSERT, and one left out while a run is ending would leave a document waiting for the
+        interval. The cron workers are woken once per transaction, after the commit."""
         self._infakt_trigger("l10n_pl_infakt.ir_cron_infakt_send", at)
 
     @api.model
@@ -408,8 +452,6 @@ class InfaktDocument(models.Model):
                  "lookup_count": 0, "check_manually": False},
                 log=self.env._("Sent again to inFakt by %s.", self.env.user.name),
             )
-            if document.move_id.infakt_document_id != document:
-                document.move_id.sudo().infakt_document_id = document
         self._trigger_sender()
         return True
 

@@ -112,6 +112,12 @@ class InfaktDocumentComplete(models.AbstractModel):
             uuid = event.invoice_uuid if event.name == "async_invoice_creation_success" else None
             found = {"infakt_uuid": uuid} if uuid else {}
             if document.state == "processing":
+                if (uuid and event.task_reference
+                        and event.task_reference == document.task_reference
+                        and document._infakt_completes_from_task()):
+                    # Signed, and naming the task of the create we made: done, no read.
+                    document._infakt_to_done_from_task(uuid)
+                    return True
                 document.write({"next_poll_at": now, **found})
                 return True
             if document.state == "in_doubt":

@@ -34,6 +34,7 @@ class InfaktDocumentCron(models.AbstractModel):
             Runner._run_step(run, "infakt.document.send")
         finally:
             run.close()
+        self.env["infakt.document.send"]._nudge_processor(run, final=True)
         self._plan(run, self._next_send_due(), self.env["infakt.document"]._trigger_sender)
 
     @api.model

@@ -45,6 +45,10 @@ class InfaktDocumentPoll(models.AbstractModel):
                 self._later(document, Runner._describe(error))
             return
         if task.done and task.invoice_uuid:
+            if document._infakt_completes_from_task():
+                # The task of the create we made: its uuid, our number; no read-back.
+                document._infakt_to_done_from_task(task.invoice_uuid)
+                return
             document.write({"infakt_uuid": task.invoice_uuid})
             self._complete_from_uuid(document, client, run)
         elif task.failed:

@@ -30,20 +30,35 @@ class InfaktDocumentQueue(models.AbstractModel):
             vals_list.append({
                 "move_id": move.id,
                 "account_id": series.account_id.id,
+                "company_id": move.company_id.id,
                 # Down payments of a sale order are advance and final invoices in inFakt.
                 "document_type": self.env["infakt.payload"]._document_type(
                     move, series.document_type),
                 "state": "to_send",
             })
-        Document = self.env["infakt.document"].sudo().with_context(
-            mail_create_nolog=True, tracking_disable=True)
+        Document = self.env["infakt.document"].sudo()
         if not vals_list:
             return Document.browse()
+        if not force:
+            # Posting: the invoices were just posted in this transaction, which holds their
+            # rows; nobody else can queue them meanwhile (no savepoint on every posting). A
+            # document cancelled in this transaction (reset, then posted again) is flushed
+            # before the database checks that one document is active per invoice.
+            Document.flush_model(["state"])
+            documents = Document.create(vals_list)
+        else:
+            documents = self._create_unique(Document, vals_list)
+        if documents:
+            Document._trigger_sender()
+        return documents
+
+    @api.model
+    def _create_unique(self, Document, vals_list):
+        """Create the documents; the database keeps one active document per invoice, also
+        when two users send the same invoice at the same moment."""
         try:
-            # The database keeps one active document per invoice, also when two users send
-            # the same invoice at the same moment.
             with self.env.cr.savepoint():
-                documents = Document.create(vals_list)
+                return Document.create(vals_list)
         except psycopg2.errors.UniqueViolation:
             documents = Document.browse()
             for vals in vals_list:
@@ -52,8 +67,4 @@ class InfaktDocumentQueue(models.AbstractModel):
                         documents |= Document.create(vals)
                 except psycopg2.errors.UniqueViolation:
                     continue
-        for document in documents:
-            document.move_id.sudo().infakt_document_id = document
-        if documents:
-            Document._trigger_sender()
-        return documents
+            return documents

@@ -169,9 +169,26 @@ class InfaktDocumentSend(models.AbstractModel):
                                 "written; it will be looked up in inFakt", create.document_id)
         finally:
             self._advisory_unlock(Document.browse(create.document_id))
-        Document._trigger_processor()
+        self._nudge_processor(run)
         if stop is not None:
             raise stop
+
+    @api.model
+    def _nudge_processor(self, run, final=False):
+        """Wake the processor for the tasks just created: at most once per
+        ``PROCESSOR_NUDGE_SECONDS`` of a run (a running processor finds them by itself), and
+        once more when the run ends (``final``), so that none waits for the interval."""
+        now = time.monotonic()
+        last = run.processor_nudged_at
+        if final and not run.processor_unnudged:
+            return
+        if not final and last is not None and now - last < const.PROCESSOR_NUDGE_SECONDS:
+            run.processor_unnudged = True
+            return
+        run.processor_nudged_at = now
+        run.processor_unnudged = False
+        self.env["infakt.document"]._trigger_processor()
+        run.commit()
 
     @api.model
     def _lock_for_result(self, document_id):
@@ -312,11 +329,17 @@ class InfaktDocumentSend(models.AbstractModel):
 
     @api.model
     def _advisory_unlock(self, document):
-        """Release the session lock (it belongs to the connection, not the transaction)."""
+        """Release the session lock (it belongs to the connection, not the transaction). No
+        savepoint: the unlock cannot fail but in an aborted transaction, then rolled back
+        (the session lock survives the rollback) and released again."""
+        query = SQL("SELECT pg_advisory_unlock(%s, %s)", const.ADVISORY_LOCK_NAMESPACE,
+                    document.id)
         try:
-            with self.env.cr.savepoint(flush=False):
-                self.env.cr.execute(SQL("SELECT pg_advisory_unlock(%s, %s)",
-                                        const.ADVISORY_LOCK_NAMESPACE, document.id))
+            self.env.cr.execute(query)
         except psycopg2.Error:
-            _logger.exception("inFakt: could not release the sender lock of document %s",
-                              document.id)
+            self.env.cr.rollback()
+            try:
+                self.env.cr.execute(query)
+            except psycopg2.Error:
+                _logger.exception("inFakt: could not release the sender lock of document %s",
+                                  document.id)

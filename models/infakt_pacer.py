@@ -65,11 +65,29 @@ class InfaktPacer(models.Model):
 
     @api.model
     def _reserve_in(self, cr, egress, kind, spacing, max_wait):
-        cr.execute(SQL(
-            """INSERT INTO infakt_pacer (egress, kind, next_at, paused_until)
-               VALUES (%s, %s, 0, 0) ON CONFLICT (egress, kind) DO NOTHING""",
-            egress, kind,
-        ))
+        # UPDATE first: the row exists but for the very first request of an egress and kind.
+        row = self._reserve_update(cr, egress, kind, spacing, max_wait)
+        if row is None:
+            cr.execute(SQL(
+                """SELECT GREATEST(next_at, paused_until) - EXTRACT(EPOCH FROM clock_timestamp())
+                     FROM infakt_pacer WHERE egress = %s AND kind = %s""",
+                egress, kind,
+            ))
+            waiting = cr.fetchone()
+            if waiting is not None:
+                return -max(waiting[0], 0.001)
+            cr.execute(SQL(
+                """INSERT INTO infakt_pacer (egress, kind, next_at, paused_until)
+                   VALUES (%s, %s, 0, 0) ON CONFLICT (egress, kind) DO NOTHING""",
+                egress, kind,
+            ))
+            row = self._reserve_update(cr, egress, kind, spacing, max_wait)
+            if row is None:
+                return -max(spacing, 0.001)
+        return max(0.0, row[0])
+
+    @api.model
+    def _reserve_update(self, cr, egress, kind, spacing, max_wait):
         cr.execute(SQL(
             """WITH clock AS (SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now)
                UPDATE infakt_pacer p
@@ -80,16 +98,7 @@ class InfaktPacer(models.Model):
             RETURNING p.next_at - %(spacing)s - clock.now""",
             spacing=spacing, egress=egress, kind=kind, max_wait=max(0.0, max_wait),
         ))
-        row = cr.fetchone()
-        if row is not None:
-            return max(0.0, row[0])
-        cr.execute(SQL(
-            """SELECT GREATEST(next_at, paused_until) - EXTRACT(EPOCH FROM clock_timestamp())
-                 FROM infakt_pacer WHERE egress = %s AND kind = %s""",
-            egress, kind,
-        ))
-        wait = cr.fetchone()[0]
-        return -max(wait, 0.001)
+        return cr.fetchone()
 
     @api.model
     def _pause(self, egress, kind, seconds):

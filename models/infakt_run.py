@@ -45,6 +45,9 @@ class InfaktRun:
     processed: int = 0
     # The sender's accounts still to serve, in turn (round robin).
     send_accounts: list | None = None
+    # When the sender last woke the processor (monotonic), and whether it sent since.
+    processor_nudged_at: float | None = None
+    processor_unnudged: bool = False
 
     def remaining(self):
         return self.deadline - time.monotonic()

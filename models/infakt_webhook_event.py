@@ -1,3 +1,4 @@
+import json
 import logging
 from datetime import timedelta
 
@@ -95,6 +96,34 @@ class InfaktWebhookEvent(models.Model):
             "task_reference": clean_text(event.task_reference or "")[:255] or False,
             "resource": kept,
         }
+
+    @api.model
+    def _store(self, account, event):
+        """Record an authentic delivery once: one ``INSERT ... ON CONFLICT DO NOTHING`` (no
+        ORM create, no look-up first; a redelivery or a concurrent twin is a no-op), with an
+        asynchronous commit (inFakt delivers again what is not acknowledged). True when the
+        event is new."""
+        values = self._values_from_event(account, event)
+        now = fields.Datetime.now()
+        self.env.cr.execute(SQL("SET LOCAL synchronous_commit TO OFF"))
+        self.env.cr.execute(SQL(
+            """INSERT INTO infakt_webhook_event
+                   (account_id, company_id, event_uuid, name, retry_counter, created_at,
+                    received_at, state, invoice_uuid, task_reference, resource,
+                    create_uid, write_uid, create_date, write_date)
+               VALUES (%(account)s, %(company)s, %(event_uuid)s, %(name)s, %(retry)s,
+                       %(created_at)s, %(now)s, 'new', %(invoice_uuid)s, %(task)s,
+                       %(resource)s::jsonb, %(uid)s, %(uid)s, %(now)s, %(now)s)
+               ON CONFLICT (account_id, event_uuid) DO NOTHING
+               RETURNING id""",
+            account=account.id, company=account.company_id.id or None,
+            event_uuid=values["event_uuid"], name=values["name"],
+            retry=values["retry_counter"] or 0, created_at=values["created_at"] or None,
+            now=now, invoice_uuid=values["invoice_uuid"] or None,
+            task=values["task_reference"] or None,
+            resource=json.dumps(values["resource"]), uid=self.env.uid,
+        ))
+        return bool(self.env.cr.fetchone())
 
     @api.model
     def _has_pending(self):

@@ -268,3 +268,48 @@ class TestSending(InfaktCommon):
         self.assertIn(order, SaleOrder.search([("infakt_state", "=", "ok")]))
         self.assertNotIn(order, SaleOrder.search(
             [("invoice_ids.infakt_state", "in", ("to_send", "sending", "processing"))]))
+
+
+@tagged("post_install", "-at_install")
+class TestCurrentDocument(InfaktCommon):
+    """The invoice's current document is computed (nothing written on the invoice when a
+    document is queued or moves): the invoice filters and the sale order's state follow it."""
+
+    def _search_moves(self, domain, moves):
+        return self.env["account.move"].search(domain + [("id", "in", moves.ids)])
+
+    def test_invoice_filters_follow_the_current_document(self):
+        refused = self.invoice_order(self.create_order(
+            [(self.product, 1, 100.0, -5.0, self.tax_23)]))
+        waiting = self.invoice_order(self.create_order())
+        moves = refused | waiting
+        self.run_sender()
+        self.assertEqual(refused.infakt_state, "error")
+        first = refused.infakt_document_id
+        self.assertEqual(self._search_moves([("infakt_state", "=", "error")], moves), refused)
+        self.assertEqual(self._search_moves([("infakt_document_id", "=", first.id)], moves),
+                         refused)
+        # Reset and posted again: the cancelled document is history, the new one is current.
+        refused.button_draft()
+        self.assertEqual(refused.infakt_document_id, first, "the last one while none active")
+        self.assertEqual(first.state, "cancelled")
+        refused.invoice_line_ids.discount = 0.0
+        refused.action_post()
+        second = refused.infakt_document_ids.filtered(lambda d: d.state != "cancelled")
+        self.assertEqual(len(second), 1)
+        self.assertEqual(refused.infakt_document_id, second)
+        self.assertFalse(self._search_moves([("infakt_state", "=", "error")], moves))
+        self.assertFalse(self._search_moves([("infakt_state", "=", "cancelled")], moves))
+        self.assertEqual(self._search_moves([("infakt_state", "=", "to_send")], moves), refused)
+        self.assertEqual(self._search_moves([("infakt_document_id", "in", second.ids)], moves),
+                         refused)
+        self.assertFalse(self._search_moves([("infakt_document_id", "=", first.id)], moves))
+        self.assertEqual(self._search_moves([("infakt_document_id", "!=", False)], moves), moves)
+        draft = self.invoice_order(self.create_order(), post=False)
+        self.assertEqual(self._search_moves([("infakt_document_id", "=", False)],
+                                            moves | draft), draft)
+        self.assertEqual(self._search_moves([("infakt_document_id", "in", [False, first.id,
+                                                                          second.id])],
+                                            moves | draft), refused | draft)
+        # Nothing is stored on the invoice: queueing and transitions never write it.
+        self.assertFalse(refused._fields["infakt_document_id"].store)
