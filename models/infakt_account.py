@@ -943,8 +943,9 @@ class InfaktAccount(models.Model):
         if (parsed.hostname or "").lower() not in self._infakt_http_hosts():
             raise ValidationError(self.env._(
                 "The API URL must use https://: the API key would travel unencrypted to %s. "
-                "Plain http is accepted only for this machine (127.0.0.1, localhost, ::1), "
-                "for the inFakt simulator.", parsed.hostname or url,
+                "Plain http is accepted only for this machine (127.0.0.1, localhost, ::1) and "
+                "the hosts of the system parameter l10n_pl_infakt.http_hosts (the inFakt "
+                "simulator).", parsed.hostname or url,
             ))
         return True
 
