@@ -197,7 +197,10 @@ class AccountMove(models.Model):
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_in_infakt(self):
-        active = self.sudo().infakt_document_ids.filtered(lambda d: d.state != "cancelled")
+        # Cancelled documents and documents in error (certainly not in inFakt) go with their
+        # invoice (``move_id`` is ``ondelete='cascade'``).
+        active = self.sudo().infakt_document_ids.filtered(
+            lambda d: d.state not in ("cancelled", "error"))
         if active:
             raise UserError(self.env._(
                 "The invoice %s has a document on its way to inFakt, or in inFakt: it cannot be "

@@ -1,12 +1,14 @@
+import copy
 import logging
 import re
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from markupsafe import Markup
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL
 
 from .. import const
@@ -27,6 +29,10 @@ ENVIRONMENTS = [
 MAX_READ_WAIT = 2.0
 MAX_WRITE_WAIT = 10.0
 MAX_USER_WAIT = 10.0
+# Hosts the API key may be sent to over plain http (the simulator on this machine); more in the
+# system parameter below (comma separated host names, e.g. a simulator container).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+HTTP_HOSTS_PARAM = "l10n_pl_infakt.http_hosts"
 # Characters that a key pasted from a web page or an e-mail may carry without being part of it.
 _INVISIBLE_CHARACTERS = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff\u00a0]+")
 
@@ -70,13 +76,18 @@ class InfaktAccount(models.Model):
     document_ids = fields.One2many("infakt.document", "account_id", string="Documents")
 
     # --- connection -----------------------------------------------------------------------
+    # Where the API key goes: Settings administrators only (the key leaves in every request).
     environment = fields.Selection(
-        ENVIRONMENTS, required=True, default="production", tracking=True
+        ENVIRONMENTS, required=True, default="production", tracking=True,
+        groups="base.group_system",
     )
     api_url = fields.Char(
         string="API URL",
+        groups="base.group_system",
         help="Base URL of the inFakt API ending in /api/v3, used with the custom environment "
-        "(for example the local inFakt simulator).",
+        "(for example the local inFakt simulator): https, or http to this machine "
+        "(127.0.0.1, localhost, ::1) or to a host of the system parameter "
+        "l10n_pl_infakt.http_hosts.",
     )
     api_key = fields.Char(
         string="API Key",
@@ -109,7 +120,8 @@ class InfaktAccount(models.Model):
         readonly=True,
         groups="base.group_system",
     )
-    webhook_url = fields.Char(string="Webhook URL", compute="_compute_webhook_url")
+    webhook_url = fields.Char(string="Webhook URL", compute="_compute_webhook_url",
+                              groups="base.group_system")
     webhook_secret = fields.Char(
         string="Webhook HMAC Secret",
         groups="base.group_system",
@@ -117,6 +129,14 @@ class InfaktAccount(models.Model):
         prefetch=False,
         help="The secret key for HMAC that inFakt shows in the webhook details after the "
         "webhook is created.",
+    )
+    webhook_secret_new = fields.Char(
+        string="New Webhook HMAC Secret",
+        compute="_compute_api_key_new",
+        inverse="_inverse_webhook_secret_new",
+        groups="base.group_system",
+        help="Paste the HMAC secret shown in inFakt's webhook details. Once saved it is never "
+        "shown again.",
     )
     webhook_secret_set = fields.Boolean(compute="_compute_api_key_set")
     webhook_verified_at = fields.Datetime(readonly=True, copy=False)
@@ -232,6 +252,12 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     def _compute_api_key_new(self):
         self.api_key_new = False
+        self.webhook_secret_new = False
+
+    def _inverse_webhook_secret_new(self):
+        for account in self:
+            if account.webhook_secret_new:
+                account.sudo().write({"webhook_secret": account.webhook_secret_new})
 
     def _inverse_api_key_new(self):
         for account in self:
@@ -328,7 +354,7 @@ class InfaktAccount(models.Model):
         self.ensure_one()
         problems = []
         sudo_self = self.sudo()
-        if self.environment == "custom" and not self.api_url:
+        if sudo_self.environment == "custom" and not sudo_self.api_url:
             problems.append(
                 (
                     self.env._("API URL"),
@@ -510,7 +536,8 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     def _get_base_url(self):
         self.ensure_one()
-        return infakt_client.base_url_for(self.environment, self.api_url)
+        account = self.sudo()  # the destination is readable by Settings administrators only
+        return infakt_client.base_url_for(account.environment, account.api_url)
 
     def _get_client(self, run=None):
         """An API client for this account; every request it makes waits for its moment in the
@@ -527,7 +554,7 @@ class InfaktAccount(models.Model):
             try:
                 base_url = self._get_base_url()
                 return infakt_client.InfaktClient(
-                    api_key, environment=self.environment, base_url=base_url,
+                    api_key, environment=self.sudo().environment, base_url=base_url,
                     user_agent="Odoo l10n_pl_infakt",
                     timeout=self._infakt_timeout(),
                     on_request=self._infakt_pacing_hook(base_url, run),
@@ -550,7 +577,24 @@ class InfaktAccount(models.Model):
 
     def _describe_error(self, error):
         """Words a person understands for an API error raised while talking to inFakt."""
-        return self.env["infakt.document.runner"]._describe(error)
+        return self.env["infakt.document.runner"]._describe(self._infakt_unreflected(error))
+
+    def _infakt_unreflected(self, error):
+        """``error`` as it may be shown to every employee (``connection_message``): the text
+        of an answer of a host that is neither inFakt nor the simulator (a custom URL) is
+        replaced by its HTTP status, so that a custom URL cannot read other servers."""
+        account = self[:1].sudo()
+        if not account or account.environment != "custom" or error.status is None:
+            return error
+        host = (urlsplit(account.api_url or "").hostname or "").lower()
+        if host in self._infakt_http_hosts():
+            return error
+        safe = copy.copy(error)
+        safe.message = f"HTTP {error.status}"
+        safe.args = (safe.message,)
+        safe.field_errors = {}
+        safe.payload = None
+        return safe
 
     # ------------------------------------------------------------------------------------
     # Pacing (shared by every account with the same egress, and every Odoo process)
@@ -830,6 +874,9 @@ class InfaktAccount(models.Model):
         )
 
     def action_regenerate_webhook_token(self):
+        if not self.env.su and not self.env.user.has_group("base.group_system"):
+            raise AccessError(self.env._(
+                "Only Settings administrators can generate a new webhook URL."))
         for account in self:
             account.sudo().write(
                 {"webhook_token": _new_webhook_token(), "webhook_verified_at": False}
@@ -874,17 +921,72 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     @api.constrains("environment", "api_url")
     def _check_api_url(self):
-        for account in self:
+        for account in self.sudo():
             if account.environment == "custom":
-                try:
-                    infakt_client.base_url_for("custom", account.api_url)
-                except ValueError as error:
-                    raise ValidationError(
-                        self.env._(
-                            "The API URL must start with http:// or https:// and end with "
-                            "/api/v3 (%s).", error
-                        )
-                    ) from error
+                account.check_custom_api_url(account.api_url)
+
+    @api.model
+    def check_custom_api_url(self, url):
+        """Refuse a custom API URL the key must not be sent to: not shaped like inFakt's
+        (``http(s)://host/.../api/v3``), or plain http to a host that is not this machine
+        (the simulator) nor one of the system parameter ``l10n_pl_infakt.http_hosts``."""
+        try:
+            url = infakt_client.base_url_for("custom", url)
+        except ValueError as error:
+            raise ValidationError(self.env._(
+                "The API URL must start with http:// or https:// and end with /api/v3 (%s).",
+                error,
+            )) from error
+        parsed = urlsplit(url)
+        if parsed.scheme.lower() == "https":
+            return True
+        if (parsed.hostname or "").lower() not in self._infakt_http_hosts():
+            raise ValidationError(self.env._(
+                "The API URL must use https://: the API key would travel unencrypted to %s. "
+                "Plain http is accepted only for this machine (127.0.0.1, localhost, ::1) and "
+                "the hosts of the system parameter l10n_pl_infakt.http_hosts (the inFakt "
+                "simulator).", parsed.hostname or url,
+            ))
+        return True
+
+    @api.model
+    def _infakt_http_hosts(self):
+        """Hosts that may be reached over plain http: loopback, and the comma separated list
+        of the system parameter ``l10n_pl_infakt.http_hosts`` (a simulator in a container)."""
+        extra = self.env["ir.config_parameter"].sudo().get_param(HTTP_HOSTS_PARAM) or ""
+        return LOOPBACK_HOSTS | {h.strip().lower().strip("[]") for h in extra.split(",")
+                                 if h.strip()}
+
+    def _infakt_check_destination_change(self, vals):
+        """Where the API key goes (environment, API URL) is changed by Settings administrators
+        only (also over RPC), and never while documents are on their way (their answers
+        would be looked for on another inFakt)."""
+        if not {"environment", "api_url"} & set(vals):
+            return
+        if not self.env.su and not self.env.user.has_group("base.group_system"):
+            raise AccessError(self.env._(
+                "Only Settings administrators can change where the API key is sent "
+                "(environment, API URL)."))
+        for account in self.sudo():
+            new_url = account._infakt_url_with(vals)
+            if new_url == account._infakt_url_with({}):
+                continue
+            if account.document_ids.filtered(lambda d: d.state in const.ON_ITS_WAY):
+                raise UserError(self.env._(
+                    "Documents of the inFakt account %s are on their way to inFakt: wait until "
+                    "they are done (or in error) before changing the environment or the API "
+                    "URL.", account.name))
+
+    def _infakt_url_with(self, vals):
+        """The base URL the account would use with ``vals`` written (None if invalid)."""
+        self.ensure_one()
+        account = self.sudo()
+        environment = vals.get("environment", account.environment)
+        api_url = vals.get("api_url", account.api_url)
+        try:
+            return infakt_client.base_url_for(environment, api_url)
+        except ValueError:
+            return None
 
     def _clean_secret(self, value, label):
         """A pasted key or secret without the spaces, line breaks and invisible characters a web
@@ -900,10 +1002,14 @@ class InfaktAccount(models.Model):
         return cleaned
 
     def _take_new_api_key(self, vals):
-        """The pasted key goes to ``api_key`` and never comes back to the form."""
+        """The pasted key (secret) goes to ``api_key`` (``webhook_secret``) and never comes
+        back to the form."""
         new_key = vals.pop("api_key_new", None)
         if new_key and new_key.strip():
             vals["api_key"] = new_key
+        new_secret = vals.pop("webhook_secret_new", None)
+        if new_secret and new_secret.strip():
+            vals["webhook_secret"] = new_secret
         if vals.get("api_key"):
             vals["api_key"] = self._clean_secret(vals["api_key"], self.env._("API key"))
         if vals.get("webhook_secret"):
@@ -913,10 +1019,13 @@ class InfaktAccount(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            self.browse()._infakt_check_destination_change(vals)
         return super().create([self._take_new_api_key(dict(vals)) for vals in vals_list])
 
     def write(self, vals):
         vals = self._take_new_api_key(dict(vals))
+        self._infakt_check_destination_change(vals)
         if "api_key" in vals or "environment" in vals or "api_url" in vals:
             vals.setdefault("connection_state", "untested")
             vals.setdefault("connection_message", False)

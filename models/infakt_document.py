@@ -137,6 +137,53 @@ class InfaktDocument(models.Model):
             create_index(self.env.cr, name, self._table, columns, where=where)
 
     # ------------------------------------------------------------------------------------
+    # ORM: documents change only through the engine's own methods
+    # ------------------------------------------------------------------------------------
+    # The access rights give read only; the engine works in sudo, after its actions checked
+    # the caller's group in code (``_infakt_check_user``). ``readonly=True`` only binds the
+    # form: these overrides bind RPC as well (a forged state would unlock reset to draft).
+    def _infakt_check_engine(self):
+        if not self.env.su:
+            raise AccessError(self.env._(
+                "inFakt documents are changed by the inFakt engine only (use the buttons of the "
+                "document or of its invoice)."))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self._infakt_check_engine()
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._infakt_check_engine()
+        return super().write(vals)
+
+    def unlink(self):
+        self._infakt_check_engine()
+        return super().unlink()
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_on_its_way(self):
+        """A document that is (or may be) in inFakt, or on its way there, is its only trace in
+        Odoo: only cancelled documents and documents in error are deleted."""
+        kept = self.filtered(lambda d: d.state not in ("cancelled", "error"))
+        if kept:
+            raise UserError(self.env._(
+                "The inFakt document %(name)s is %(state)s: only cancelled documents and "
+                "documents in error can be deleted.",
+                name=kept[0].name,
+                state=dict(kept[0]._fields["state"]._description_selection(self.env))[
+                    kept[0].state]))
+
+    def action_delete(self):
+        """Delete cancelled documents and documents in error (inFakt administrators)."""
+        if not self.env.su and not self.env.user.has_group(
+                "l10n_pl_infakt.group_infakt_manager"):
+            raise AccessError(self.env._("Only inFakt administrators can delete documents."))
+        self.check_access("read")
+        self.sudo().unlink()
+        return True
+
+    # ------------------------------------------------------------------------------------
     # Computes
     # ------------------------------------------------------------------------------------
     @api.depends("move_id")

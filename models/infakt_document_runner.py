@@ -75,12 +75,16 @@ class InfaktDocumentRunner(models.AbstractModel):
                 continue
             if not document:
                 break
-            document = document.with_context(lang=document._infakt_reader_lang())
+            # What the step writes (errors on the invoice banner, chatter, activities) is read
+            # by the invoice's salesperson: in their language, not the cron's (none, English).
+            lang = document._infakt_reader_lang()
+            document = document.with_context(lang=lang)
+            step_service = service.with_context(lang=lang)
             follow_up = None
             stop = None
             try:
                 with self.env.cr.savepoint():
-                    follow_up = service._process(document, run)
+                    follow_up = step_service._process(document, run)
             except InfaktStop as error:
                 stop = error
             except CONCURRENCY_ERRORS:
@@ -91,7 +95,7 @@ class InfaktDocumentRunner(models.AbstractModel):
                 _logger.exception("inFakt: %s failed on document %s", step, document.id)
                 try:
                     with self.env.cr.savepoint():
-                        service._crashed(document, run, error)
+                        step_service._crashed(document, run, error)
                 except Exception:  # noqa: BLE001
                     _logger.exception("inFakt: could not record the failure of document %s",
                                       document.id)

@@ -93,7 +93,7 @@ class _ReliabilityHelpers:
             if age_sending and document.state == "in_doubt":
                 values["sending_started_at"] = now - timedelta(seconds=TASK_WINDOW_SECONDS + 60)
             if values:
-                document.write(values)
+                document.sudo().write(values)
 
 
 @tagged("post_install", "-at_install")

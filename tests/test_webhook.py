@@ -443,7 +443,7 @@ class TestWebhookController(InfaktWebhookMixin, InfaktCommon, HttpCase):
         document = invoice.infakt_document_ids
         self.assertEqual(document.state, "processing")
         # Push the first poll far away: only the webhook can bring the document forward.
-        document.next_poll_at = "2099-01-01 00:00:00"
+        document.sudo().next_poll_at = "2099-01-01 00:00:00"
         wait_until(lambda: any(d.get("success") for d in self.sim_state()["webhook_deliveries"]))
         # No further delivery (draft_invoice_created, retries...) may reach Odoo while this
         # test uses the database: the HTTP server works in the test's own transaction, and

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -265,6 +266,10 @@ def _setup_taxes(env, company):
 def _setup_account(env, company, journal, simulator_url, webhook_base_url):
     tag = env["crm.tag"].create({"name": "inFakt: błąd", "color": 1})
     cash_term = env.ref("account.account_payment_term_immediate")
+    # The simulator speaks plain http: its host (a container's name) must be allowed for it.
+    host = urllib.parse.urlsplit(simulator_url).hostname
+    if host and host not in ("127.0.0.1", "localhost", "::1"):
+        env["ir.config_parameter"].sudo().set_param("l10n_pl_infakt.http_hosts", host)
     account = env["infakt.account"].create({
         "name": ACCOUNT_NAME,
         "company_id": company.id,

@@ -159,7 +159,7 @@ tours.add("l10n_pl_infakt_configure_account", {
         },
         {
             content: "Webhook HMAC secret (from inFakt's webhook details)",
-            trigger: ".o_field_widget[name=webhook_secret] input",
+            trigger: ".o_field_widget[name=webhook_secret_new] input",
             run: `edit ${WEBHOOK_SECRET}`,
         },
         // Payment method mapping: a default line (transfer).
