@@ -21,11 +21,12 @@ export const infaktLiveService = {
     dependencies: ["bus_service"],
     start(env, { bus_service }) {
         const bus = new EventBus();
-        bus_service.subscribe(NOTIFICATION_TYPE, (payload) => {
-            bus.trigger("documents_changed", payload);
-        });
+        /** Pass a message of the server on to the open views. */
+        const deliver = (payload) => bus.trigger("documents_changed", payload);
+        bus_service.subscribe(NOTIFICATION_TYPE, deliver);
         return {
             bus,
+            deliver,
             /** The changed documents of ``payload`` that concern ``resId`` of ``resModel``. */
             concerned(payload, resModel, resId) {
                 const match = MATCHERS[resModel];
