@@ -17,6 +17,7 @@ const tours = registry.category("web_tour.tours");
 
 // Shared with tests/test_tours_live.py.
 const LIVE_MESSAGES_PARAM = "l10n_pl_infakt.tour_live_messages";
+const LIVE_GO_PARAM = "l10n_pl_infakt.tour_live_go";
 
 function getParam(key) {
     return rpc("/web/dataset/call_kw/ir.config_parameter/get_param", {
@@ -47,6 +48,10 @@ tours.add("l10n_pl_infakt_live_after_confirm", {
         {
             content: "A draft invoice",
             trigger: ".o_form_view .o_statusbar_status .o_arrow_button_current:contains(Draft)",
+        },
+        {
+            content: "Mark the page",
+            trigger: ".o_form_view .o_form_sheet",
             run() {
                 // Lost on a page reload: checked at the end.
                 window.infaktTourNoReload = true;
@@ -65,6 +70,13 @@ tours.add("l10n_pl_infakt_live_after_confirm", {
             content: "inFakt sends it meanwhile (the Python test); its bus messages arrive",
             trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
             async run() {
+                // The invoice is shown "on its way": now inFakt may answer.
+                await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
+                    model: "ir.config_parameter",
+                    method: "set_param",
+                    args: [LIVE_GO_PARAM, "1"],
+                    kwargs: {},
+                });
                 const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
                 const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
                 for (const payload of messages) {
@@ -109,7 +121,7 @@ tours.add("l10n_pl_infakt_send_print_pdf", {
         },
         {
             content: "The wizard says the customer receives inFakt's PDF",
-            trigger: ".modal #alerts:contains(receives the PDF of inFakt)",
+            trigger: ".modal .alert:contains(receives the PDF of inFakt)",
         },
         {
             content: "inFakt's PDF is the attachment, not Odoo's",
