@@ -25,3 +25,6 @@ from . import account_move_send
 from . import account_partial_reconcile
 from . import sale_order
 from . import product_template
+from . import infakt_document_live
+from . import infakt_document_wakeup
+from . import ir_websocket

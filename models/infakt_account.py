@@ -166,6 +166,12 @@ class InfaktAccount(models.Model):
         default=True,
         help="Also attach the downloaded PDFs to the sale order of the invoice.",
     )
+    customer_pdf = fields.Boolean(
+        string="Customers Receive the inFakt PDF",
+        default=True,
+        help="Send & Print and the customer portal give the customer the PDF of inFakt (the "
+        "legal document, with its KSeF number) instead of Odoo's rendering.",
+    )
     send_to_ksef = fields.Boolean(
         string="Send to KSeF through inFakt",
         help="Ask inFakt to file each document with KSeF right after creating it. Needs an "

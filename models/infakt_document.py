@@ -435,12 +435,9 @@ class InfaktDocument(models.Model):
                 lambda a: a.activity_type_id == activity_type).unlink()
 
     def _infakt_notify_change(self):
-        """Tell the open screens (invoice, order, documents) that this document moved."""
-        self.ensure_one()
-        self.env["bus.bus"]._sendone(
-            "l10n_pl_infakt.documents", "l10n_pl_infakt/document_changed",
-            {"document_id": self.id, "move_id": self.move_id.id, "state": self.state},
-        )
+        """Tell the open screens (invoice, order, documents) that these documents moved: one
+        bus message per company when the transaction commits (see infakt_document_live.py)."""
+        self.env["infakt.document.live"]._queue(self)
 
     # ------------------------------------------------------------------------------------
     # Triggers

@@ -1,0 +1,146 @@
+/** @odoo-module **/
+/*
+ * Browser tests of the live status and of Send & Print with inFakt's PDF (run by
+ * tests/test_tours_live.py against the inFakt simulator).
+ *
+ * Odoo refuses websockets in test mode, so the bus cannot carry the server's message to the
+ * browser: the Python test moves the document (sender, processor) while the tour waits on the
+ * invoice, and hands over the bus messages the server wrote; the tour gives them to the live
+ * status service exactly as the bus would. Everything after the transport is real: the open form
+ * reads its record again, without a page reload.
+ */
+
+import { rpc } from "@web/core/network/rpc";
+import { registry } from "@web/core/registry";
+
+const tours = registry.category("web_tour.tours");
+
+// Shared with tests/test_tours_live.py.
+const LIVE_MESSAGES_PARAM = "l10n_pl_infakt.tour_live_messages";
+const LIVE_GO_PARAM = "l10n_pl_infakt.tour_live_go";
+
+function getParam(key) {
+    return rpc("/web/dataset/call_kw/ir.config_parameter/get_param", {
+        model: "ir.config_parameter",
+        method: "get_param",
+        args: [key],
+        kwargs: {},
+    });
+}
+
+async function waitForParam(key, timeout = 60000) {
+    const end = Date.now() + timeout;
+    while (Date.now() < end) {
+        const value = await getParam(key);
+        if (value) {
+            return value;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    throw new Error(`Tour: ${key} never came`);
+}
+
+// -------------------------------------------------------------------------------------------
+// a. Confirm an invoice: "on its way", then Done without a reload
+// -------------------------------------------------------------------------------------------
+tours.add("l10n_pl_infakt_live_after_confirm", {
+    steps: () => [
+        {
+            content: "A draft invoice",
+            trigger: ".o_form_view .o_statusbar_status .o_arrow_button_current:contains(Draft)",
+        },
+        {
+            content: "Mark the page",
+            trigger: ".o_form_view .o_form_sheet",
+            run() {
+                // Lost on a page reload: checked at the end.
+                window.infaktTourNoReload = true;
+            },
+        },
+        {
+            content: "Confirm the invoice",
+            trigger: ".o_statusbar_buttons button[name=action_post]",
+            run: "click",
+        },
+        {
+            content: "Posting queued it for inFakt",
+            trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
+        },
+        {
+            content: "inFakt sends it meanwhile (the Python test); its bus messages arrive",
+            trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
+            async run() {
+                // The invoice is shown "on its way": now inFakt may answer.
+                await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
+                    model: "ir.config_parameter",
+                    method: "set_param",
+                    args: [LIVE_GO_PARAM, "1"],
+                    kwargs: {},
+                });
+                const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
+                const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
+                for (const payload of messages) {
+                    live.deliver(payload);
+                }
+            },
+        },
+        {
+            content: "The invoice shows Done by itself",
+            trigger:
+                ".o_form_view:not(:has(.alert-info)) button[name=action_infakt_view_documents]:contains(Done)",
+        },
+        {
+            content: "and says so",
+            trigger: ".o_notification:contains(The document is in inFakt)",
+        },
+        {
+            content: "inFakt's PDF is on the invoice (inFakt tab)",
+            trigger: ".o_notebook .nav-link:contains(inFakt)",
+            run: "click",
+        },
+        {
+            trigger: ".o_field_widget[name=infakt_pdf] :contains(inFakt)",
+            run() {
+                if (!window.infaktTourNoReload) {
+                    throw new Error("Tour: the page was reloaded");
+                }
+            },
+        },
+    ],
+});
+
+// -------------------------------------------------------------------------------------------
+// b. Send & Print: the customer receives inFakt's PDF, and the wizard says so
+// -------------------------------------------------------------------------------------------
+tours.add("l10n_pl_infakt_send_print_pdf", {
+    steps: () => [
+        {
+            content: "A done invoice: Send",
+            trigger: ".o_form_view .o_statusbar_buttons button[name=action_invoice_sent]",
+            run: "click",
+        },
+        {
+            content: "The wizard says the customer receives inFakt's PDF",
+            trigger: ".modal .alert:contains(receives the PDF of inFakt)",
+        },
+        {
+            content: "inFakt's PDF is the attachment, not Odoo's",
+            trigger: ".modal .o_field_widget[name=mail_attachments_widget]:contains(inFakt )",
+            run() {
+                const names = this.anchor.textContent;
+                if (names.includes("_20")) {
+                    throw new Error(`Tour: Odoo's PDF is attached too: ${names}`);
+                }
+            },
+        },
+        {
+            content: "Send",
+            trigger: ".modal .modal-footer button[name=action_send_and_print]",
+            run: "click",
+        },
+        {
+            content: "The e-mail with inFakt's PDF is in the history",
+            trigger: "body:not(:has(.modal)) .o-mail-Message .o-mail-AttachmentCard:contains(inFakt)",
+        },
+    ],
+});
