@@ -426,7 +426,8 @@ class InfaktDocument(models.Model):
             document._infakt_transition(
                 "to_send",
                 {"attempt_count": 0, "next_attempt_at": False, "error_message": False,
-                 "lookup_count": 0, "check_manually": False},
+                 "lookup_count": 0, "check_manually": False, "error_fix": False,
+                 "error_fix_res_id": False},
                 log=self.env._("Sent again to inFakt by %s.", self.env.user.name),
             )
             if document.move_id.infakt_document_id != document:

@@ -141,25 +141,35 @@ class TestErrorsUx(InfaktCommon):
         return document.message_ids.tracking_value_ids.filtered(
             lambda v: v.field_id.name.startswith("ksef_"))
 
+    def _post_tracked(self):
+        """An invoice of a new order, posted with tracking on (tests turn it off)."""
+        invoice = self.invoice_order(self.create_order(), post=False)
+        invoice.with_context(tracking_disable=False).action_post()
+        invoice.infakt_document_id.flush_recordset()
+        return invoice
+
     def test_ksef_hidden_and_not_logged_when_off(self):
         self.infakt_account.send_to_ksef = False
-        invoice = self.invoice_order(self.create_order())
-        document = self.send_and_complete(invoice)
-        self.assertEqual(document.state, "done", document.error_message)
+        invoice = self._post_tracked()
+        document = invoice.infakt_document_id
+        self.assertTrue(document.message_ids, "the document's creation is logged")
+        self.assertFalse(self._ksef_tracking(document), "no 'KSeF State: Not sent'")
         self.assertFalse(document.show_ksef)
         self.assertFalse(invoice.infakt_show_ksef)
-        # A transition that writes the KSeF state logs nothing about KSeF here.
-        document._infakt_to_error("x")
-        document.flush_recordset()
-        self.assertFalse(self._ksef_tracking(document))
-
-    def test_ksef_shown_when_on(self):
-        self.infakt_account.send_to_ksef = True
-        invoice = self.invoice_order(self.create_order())
         document = self.send_and_complete(invoice)
+        self.assertEqual(document.state, "done", document.error_message)
+        self.assertEqual(document.ksef_state, "none")
+        self.assertFalse(document.show_ksef)
+
+    def test_ksef_shown_and_logged_when_on(self):
+        self.infakt_account.send_to_ksef = True
+        invoice = self._post_tracked()
+        document = invoice.infakt_document_id
         self.assertTrue(document.show_ksef)
         self.assertTrue(invoice.infakt_show_ksef)
-        self.assertNotEqual(document.ksef_state, "none")
+        document.with_context(tracking_disable=False).write(
+            {"ksef_state": "success", "ksef_number": "5260250274-20260101-0000000000-00"})
+        document.flush_recordset()
         self.assertTrue(self._ksef_tracking(document), "KSeF changes are logged where it is on")
 
     # ------------------------------------------------------------------------------------
