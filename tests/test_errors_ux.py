@@ -21,6 +21,9 @@ def _closed_port():
 
 @tagged("post_install", "-at_install")
 class TestErrorsUx(InfaktCommon):
+    # The test environment turns tracking off (account's test common): on again.
+    TRACKING = {"tracking_disable": False, "mail_notrack": False, "mail_create_nolog": False}
+
     # ------------------------------------------------------------------------------------
     # What happened, in words
     # ------------------------------------------------------------------------------------
@@ -144,22 +147,30 @@ class TestErrorsUx(InfaktCommon):
     def _post_tracked(self):
         """An invoice of a new order, posted with tracking on (tests turn it off)."""
         invoice = self.invoice_order(self.create_order(), post=False)
-        invoice.with_context(tracking_disable=False).action_post()
-        invoice.infakt_document_id.flush_recordset()
+        invoice.with_context(**self.TRACKING).action_post()
+        self.flush_tracking()
         return invoice
+
+    def flush_tracking(self):
+        """Tracking values are written when the transaction commits (precommit hook)."""
+        self.env.flush_all()
+        self.env.cr.precommit.run()
 
     def test_ksef_hidden_and_not_logged_when_off(self):
         self.infakt_account.send_to_ksef = False
         invoice = self._post_tracked()
         document = invoice.infakt_document_id
-        self.assertTrue(document.message_ids, "the document's creation is logged")
-        self.assertFalse(self._ksef_tracking(document), "no 'KSeF State: Not sent'")
         self.assertFalse(document.show_ksef)
         self.assertFalse(invoice.infakt_show_ksef)
         document = self.send_and_complete(invoice)
         self.assertEqual(document.state, "done", document.error_message)
         self.assertEqual(document.ksef_state, "none")
         self.assertFalse(document.show_ksef)
+        # Tracked transitions (done, error) carry no "KSeF State: Not sent".
+        document.with_context(**self.TRACKING)._infakt_to_error("x")
+        self.flush_tracking()
+        self.assertTrue(document.message_ids.tracking_value_ids, "the transition is tracked")
+        self.assertFalse(self._ksef_tracking(document))
 
     def test_ksef_shown_and_logged_when_on(self):
         self.infakt_account.send_to_ksef = True
@@ -167,9 +178,9 @@ class TestErrorsUx(InfaktCommon):
         document = invoice.infakt_document_id
         self.assertTrue(document.show_ksef)
         self.assertTrue(invoice.infakt_show_ksef)
-        document.with_context(tracking_disable=False).write(
+        document.with_context(**self.TRACKING).write(
             {"ksef_state": "success", "ksef_number": "5260250274-20260101-0000000000-00"})
-        document.flush_recordset()
+        self.flush_tracking()
         self.assertTrue(self._ksef_tracking(document), "KSeF changes are logged where it is on")
 
     # ------------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ tours.add("l10n_pl_infakt_error_fix_pl", {
             trigger: ".o_notification:contains(Odczytano konta bankowe z inFakt)",
         },
         {
-            content: "Back to the invoice",
-            trigger: ".o_breadcrumb .breadcrumb-item:first-child a",
+            content: "Back to the invoice (the breadcrumb before the account)",
+            trigger: ".o_breadcrumb .breadcrumb-item:last-of-type a",
             run: "click",
         },
         {
