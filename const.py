@@ -178,30 +178,45 @@ def outcome_of(error, table):
     return "retry"
 
 
-# Words for the errors of inFakt, by class (the first that matches). ``%(message)s`` is inFakt's
-# own message (in Polish).
+# Words for the errors of inFakt, by class (the first that matches): each says what happened
+# (unreachable, no answer, inFakt's own failure, key rejected, plan without API, permission,
+# refused data) and what to do. ``%(message)s`` is the technical detail (or inFakt's own
+# message, in Polish), ``%(status)s`` the HTTP status.
 ERROR_MESSAGES = (
     (infakt_errors.InfaktAuthError, _lt(
-        "inFakt rejected the API key (401). Create a new key in inFakt (Settings > API) and paste "
-        "it on the inFakt account.")),
+        "inFakt rejected the API key (HTTP 401): the key is wrong, was deleted or expired. "
+        "Create a new key in inFakt (Settings > Other options > API), paste it in New API Key "
+        "on the inFakt account and click Test connection.")),
     (infakt_errors.InfaktPlanError, _lt(
-        "The inFakt plan of this account does not include the API, or a plan limit was reached "
-        "(402). Change the plan in inFakt.")),
+        "The inFakt plan of this account does not include the API, or one of its limits was "
+        "reached (HTTP 402). Change the plan in inFakt, then click Test connection.")),
     (infakt_errors.InfaktPermissionError, _lt(
-        "inFakt refused the request (403): the API key lacks a permission (create a key with the "
-        "invoices read and write scopes) or inFakt blocked this server's address.")),
+        "inFakt refused the request (HTTP 403): the API key lacks a permission, or inFakt "
+        "blocks this server's address. Create a key with the invoice read and write "
+        "permissions (and KSeF if you file with KSeF through inFakt).")),
     (infakt_errors.InfaktRateLimited, _lt(
         "inFakt asks to slow down (rate limit): it is tried again in a moment.")),
     (infakt_errors.InfaktInDoubt, _lt(
         "The answer of inFakt was lost: whether the document was created is being checked.")),
+    (infakt_errors.InfaktUnreachable, _lt(
+        "inFakt could not be reached: no connection (%(message)s). The API key was not "
+        "checked. Check the server's internet connection and the environment (API URL) of the "
+        "inFakt account; waiting documents are sent when inFakt answers again.")),
+    (infakt_errors.InfaktTimeout, _lt(
+        "inFakt did not answer in time (%(message)s). The API key was not checked; it is tried "
+        "again later.")),
+    (infakt_errors.InfaktServerError, _lt(
+        "inFakt had an internal error (HTTP %(status)s). Nothing to fix in Odoo: it is tried "
+        "again later.")),
     (infakt_errors.InfaktTransientError, _lt(
         "inFakt could not be reached (%(message)s).")),
     (infakt_errors.InfaktLocked, _lt("The document is locked in inFakt for a moment.")),
     (infakt_errors.InfaktGone, _lt(
         "inFakt no longer offers this function of its API (%(message)s). Update the module.")),
-    (infakt_errors.InfaktNotFound, _lt("inFakt does not know this document (404).")),
+    (infakt_errors.InfaktNotFound, _lt("inFakt does not know this document (HTTP 404).")),
     (infakt_errors.InfaktUnexpectedResponse, _lt(
         "inFakt answered something unexpected (%(message)s).")),
+    (infakt_errors.InfaktValidationError, _lt("inFakt refused the data: %(message)s")),
     (infakt_errors.InfaktError, _lt("inFakt refused the request: %(message)s")),
 )
 
@@ -210,8 +225,8 @@ FIELD_HINTS = {
     "payment_method": _lt(
         "the payment method mapping of the inFakt account (or the payment terms of the invoice)"),
     "bank_account": _lt(
-        "the bank account for transfers on the inFakt account (open the account, click Refresh "
-        "bank accounts, and verify the account in inFakt)"),
+        "the bank account for transfers on the inFakt account: open the account, click Refresh "
+        "bank accounts and choose the account inFakt knows"),
     "tax_symbol": _lt("the taxes of the invoice lines (inFakt Tax Symbol on the tax)"),
     "services": _lt("the invoice lines"),
     "name": _lt("the labels of the invoice lines"),
@@ -239,6 +254,48 @@ FIELD_HINTS = {
     "correction_reason": _lt("the reason of the credit note"),
     "status": _lt("the payment status in inFakt"),
 }
+
+# inFakt field names (validation errors) -> the record a person opens to fix them (the first
+# field of an error that has one wins; see ``infakt.document._infakt_fix_action``):
+#   bank      the inFakt account, on its bank accounts (Refresh bank accounts)
+#   payment   the payment method mapping of the inFakt account
+#   tax       the taxes of the invoice lines
+#   customer  the customer of the invoice
+FIX_TARGETS = [
+    ("account", "inFakt account"),
+    ("bank", "Bank accounts"),
+    ("payment", "Payment methods"),
+    ("tax", "Taxes"),
+    ("customer", "Customer"),
+]
+FIELD_FIX_TARGETS = {
+    "bank_account": "bank",
+    "payment_method": "payment",
+    "tax_symbol": "tax",
+    "tax_values": "tax",
+    "gross": "tax",
+    "vat_exemption_reason": "tax",
+    "client_company_name": "customer",
+    "client_first_name": "customer",
+    "client_last_name": "customer",
+    "client_tax_code": "customer",
+    "client_street": "customer",
+    "client_city": "customer",
+    "client_post_code": "customer",
+    "client_country": "customer",
+    "client_id": "customer",
+}
+
+
+def fix_target_of(field_errors):
+    """The record to open to fix inFakt's ``field_errors`` (a FIX_TARGETS key), or False."""
+    for field in field_errors or {}:
+        key = str(field).split("[")[0]
+        target = FIELD_FIX_TARGETS.get(key) or FIELD_FIX_TARGETS.get(key.split(".")[-1])
+        if target:
+            return target
+    return False
+
 
 # ---------------------------------------------------------------------------------------------
 # Legal content (JPK_V7 and KSeF are filed by inFakt from what is sent)
@@ -315,3 +372,9 @@ WEBHOOK_FIRST_POLL_SECONDS = 5
 WEBHOOK_ALIVE_SECONDS = 900
 # A sender run wakes the processor at most this often (and once more when it ends).
 PROCESSOR_NUDGE_SECONDS = 2.0
+
+def fixable(error, target, record=None):
+    """``error`` (raised before sending) tagged with what to open to fix it (FIX_TARGETS)."""
+    error.infakt_fix = target
+    error.infakt_fix_res_id = record.id if record else False
+    return error

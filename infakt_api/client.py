@@ -24,8 +24,9 @@ from .errors import (
     SAFE_METHODS,
     InfaktError,
     InfaktInDoubt,
-    InfaktTransientError,
+    InfaktTimeout,
     InfaktUnexpectedResponse,
+    InfaktUnreachable,
     classify_http_error,
     normalize_errors,
     task_error,
@@ -457,21 +458,21 @@ class InfaktClient:
         where = f"{method} {path}"
         safe = method in SAFE_METHODS
         if isinstance(exc, rex.ConnectTimeout):
-            return InfaktTransientError(f"Connecting to inFakt timed out ({where})")
+            return InfaktUnreachable(f"Connecting to inFakt timed out ({where})")
         if isinstance(exc, rex.ReadTimeout):
             if safe:
-                return InfaktTransientError(f"inFakt did not answer in time ({where})")
+                return InfaktTimeout(f"inFakt did not answer in time ({where})")
             return InfaktInDoubt(f"inFakt did not answer in time ({where}); "
                                  "the request may have been processed")
         if isinstance(exc, rex.ConnectionError) and _never_sent(exc):
-            return InfaktTransientError(f"Could not connect to inFakt ({where}): "
-                                        f"{type(exc).__name__}")
+            return InfaktUnreachable(f"Could not connect to inFakt ({where}): "
+                                     f"{type(exc).__name__}")
         if isinstance(exc, (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema,
                             rex.InvalidHeader, rex.URLRequired)):
             return InfaktError(f"Invalid inFakt request ({where}): {type(exc).__name__}")
         if safe:
-            return InfaktTransientError(f"Connection to inFakt failed ({where}): "
-                                        f"{type(exc).__name__}")
+            return InfaktUnreachable(f"Connection to inFakt failed ({where}): "
+                                     f"{type(exc).__name__}")
         return InfaktInDoubt(f"Connection to inFakt was lost ({where}): "
                              f"{type(exc).__name__}; the request may have been processed")
 

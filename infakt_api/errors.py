@@ -6,7 +6,12 @@ The classes tell apart what a caller must do next:
   :class:`InfaktTransientError`): nothing happened on inFakt's side, try again later;
 * :class:`InfaktInDoubt`: a write may or may not have been processed; it must be
   reconciled (e.g. by searching the invoice number) and never resent blindly;
-* everything else needs a person (configuration, plan, permission, validation).
+  among them :class:`InfaktUnreachable` (no connection), :class:`InfaktTimeout` (no answer
+  in time) and :class:`InfaktServerError` (inFakt's own 5xx), which a person reads apart:
+  none of them says anything about the API key or the data;
+* everything else needs a person: :class:`InfaktAuthError` (key rejected),
+  :class:`InfaktPlanError` (plan without API), :class:`InfaktPermissionError` (scope or IP),
+  :class:`InfaktValidationError` (inFakt refused a field; ``field_errors`` names it).
 
 No message produced here ever contains the API key: the key only travels in a request
 header and is never part of a URL, a body or an exception.
@@ -103,6 +108,25 @@ class InfaktTransientError(InfaktError):
 
     retryable = True
     default_message = "Temporary failure talking to inFakt"
+
+
+class InfaktUnreachable(InfaktTransientError):
+    """inFakt could not be reached at all (connection refused, DNS failure, connect timeout,
+    connection dropped on a read): says nothing about the API key or the data."""
+
+    default_message = "Could not connect to inFakt"
+
+
+class InfaktTimeout(InfaktTransientError):
+    """inFakt accepted the connection but did not answer a read in time."""
+
+    default_message = "inFakt did not answer in time"
+
+
+class InfaktServerError(InfaktTransientError):
+    """inFakt answered a read with a server error (5xx other than 503): its own failure."""
+
+    default_message = "inFakt had an internal error"
 
 
 class InfaktInDoubt(InfaktError):
@@ -324,11 +348,10 @@ def classify_http_error(status, body, headers=None, method="GET"):
         return InfaktRateLimited(message, retry_after=retry_after, **kwargs)
     if status == 408:
         # the server gave up waiting for the request: nothing was processed
-        return InfaktTransientError(message or "inFakt timed out waiting for the request",
-                                    **kwargs)
+        return InfaktTimeout(message or "inFakt timed out waiting for the request", **kwargs)
     if isinstance(status, int) and 500 <= status <= 599:
         if safe:
-            return InfaktTransientError(message, **kwargs)
+            return InfaktServerError(message, **kwargs)
         return InfaktInDoubt(
             message or f"inFakt failed with a server error on {method}; "
             "the request may have been processed",

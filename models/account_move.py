@@ -36,6 +36,13 @@ class AccountMove(models.Model):
                                      string="KSeF Number")
     infakt_error_message = fields.Text(related="infakt_document_id.error_message")
     infakt_check_manually = fields.Boolean(related="infakt_document_id.check_manually")
+    infakt_error_fix = fields.Selection(related="infakt_document_id.error_fix")
+    infakt_show_ksef = fields.Boolean(related="infakt_document_id.show_ksef")
+    infakt_account_state = fields.Selection(
+        related="infakt_document_id.account_id.connection_state", string="inFakt Connection")
+    infakt_account_message = fields.Char(
+        related="infakt_document_id.account_id.connection_message", string="inFakt Connection "
+        "Message")
     infakt_pdf_attachment_id = fields.Many2one(
         related="infakt_document_id.pdf_attachment_id", string="inFakt PDF"
     )
@@ -249,6 +256,16 @@ class AccountMove(models.Model):
     def action_infakt_check(self):
         self.sudo().infakt_document_id.with_user(self.env.user).action_check_in_infakt()
         return True
+
+    def action_infakt_open_fix(self):
+        """Open what fixes the inFakt error of this invoice (account, tax, customer...)."""
+        self.ensure_one()
+        return self.sudo().infakt_document_id.with_user(self.env.user).action_open_fix()
+
+    def action_infakt_open_account(self):
+        self.ensure_one()
+        return self.sudo().infakt_document_id.account_id.with_user(
+            self.env.user)._get_records_action()
 
     def action_infakt_view_documents(self):
         action = self.env["ir.actions.act_window"]._for_xml_id(

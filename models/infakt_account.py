@@ -94,7 +94,8 @@ class InfaktAccount(models.Model):
         groups="base.group_system",
         copy=False,
         prefetch=False,
-        help="The key made in inFakt under Settings > API. inFakt shows it only once.",
+        help="The key made in inFakt under Settings > Other options > API (Ustawienia > Inne "
+        "opcje > API). inFakt shows it only once.",
     )
     api_key_new = fields.Char(
         string="New API Key",
@@ -371,15 +372,25 @@ class InfaktAccount(models.Model):
             problems.append(
                 (
                     self.env._("API Key"),
-                    self.env._("Paste the API key created in inFakt (Settings > API)."),
+                    self.env._("Paste the API key created in inFakt (Settings > Other "
+                               "options > API)."),
                 )
             )
         elif self.connection_state == "failed":
             problems.append(
                 (
                     self.env._("API Key"),
-                    self.env._("inFakt refused the last connection test: %(message)s",
-                      message=self.connection_message or ""),
+                    self.env._("The last connection test failed: %(message)s",
+                               message=self.connection_message or ""),
+                )
+            )
+        elif self.connection_state == "untested" and self.connection_message:
+            problems.append(
+                (
+                    self.env._("Connection"),
+                    self.env._("The last connection test did not reach inFakt, so the API key "
+                               "is not checked yet: %(message)s Click Test connection again.",
+                               message=self.connection_message),
                 )
             )
         elif self.connection_state == "untested":
@@ -556,7 +567,7 @@ class InfaktAccount(models.Model):
             if not api_key:
                 raise UserError(self.env._(
                     "The inFakt account %s has no API key: paste the key made in inFakt "
-                    "(Settings > API).", self.name))
+                    "(Settings > Other options > API) in New API Key.", self.name))
             try:
                 base_url = self._get_base_url()
                 return infakt_client.InfaktClient(

@@ -71,6 +71,9 @@ class InfaktDocument(models.Model):
     infakt_id = fields.Integer(string="inFakt ID", readonly=True, copy=False)
     infakt_number = fields.Char(string="inFakt Number", readonly=True, copy=False)
     error_message = fields.Text(readonly=True, copy=False)
+    # What a person opens to fix the error (see const.FIX_TARGETS), and which record of it.
+    error_fix = fields.Selection(const.FIX_TARGETS, string="Fix In", readonly=True, copy=False)
+    error_fix_res_id = fields.Integer(readonly=True, copy=False)
     attempt_count = fields.Integer(readonly=True, copy=False)
     next_attempt_at = fields.Datetime(readonly=True, copy=False)
     sending_started_at = fields.Datetime(readonly=True, copy=False, index="btree_not_null")
@@ -100,6 +103,9 @@ class InfaktDocument(models.Model):
         string="KSeF State",
     )
     ksef_number = fields.Char(string="KSeF Number", readonly=True, copy=False)
+    show_ksef = fields.Boolean(
+        string="KSeF through inFakt", compute="_compute_show_ksef",
+        help="The KSeF state is shown (and logged) only where KSeF through inFakt is on.")
     ksef_next_check_at = fields.Datetime(string="Next KSeF Check", readonly=True, copy=False)
     ksef_check_count = fields.Integer(string="KSeF Checks", readonly=True, copy=False)
     infakt_paid_date = fields.Date(string="Paid in inFakt", readonly=True, copy=False)
@@ -191,6 +197,11 @@ class InfaktDocument(models.Model):
         for document in self:
             document.company_id = document.move_id.company_id
 
+    @api.depends("ksef_state", "account_id.send_to_ksef")
+    def _compute_show_ksef(self):
+        for document in self:
+            document.show_ksef = document.ksef_state != "none" or document.account_id.send_to_ksef
+
     def _compute_sale_order_ids(self):
         for document in self:
             document.sale_order_ids = document.move_id._infakt_sale_orders()
@@ -242,12 +253,13 @@ class InfaktDocument(models.Model):
                 document.move_id._infakt_sale_orders()._infakt_sync_error_tag()
             document._infakt_notify_change()
 
-    def _infakt_to_error(self, message):
-        """inFakt certainly does not hold the document: a person must fix something."""
+    def _infakt_to_error(self, message, fix=False, fix_res_id=False):
+        """inFakt certainly does not hold the document: a person must fix something
+        (``fix``: what to open to fix it, see const.FIX_TARGETS)."""
         self._infakt_transition(
             "error",
             {"error_message": message, "next_attempt_at": False, "next_poll_at": False,
-             "check_manually": False},
+             "check_manually": False, "error_fix": fix, "error_fix_res_id": fix_res_id},
             log=Markup("%s<br/>%s") % (self.env._("Sending to inFakt failed:"),
                                        self._infakt_lines_html(message)),
         )
@@ -372,7 +384,8 @@ class InfaktDocument(models.Model):
                 delay=0, values={"task_reference": False, "infakt_uuid": False},
             )
             return
-        self._infakt_to_error(self._infakt_validation_message(error))
+        self._infakt_to_error(self._infakt_validation_message(error),
+                              fix=const.fix_target_of(error.field_errors))
 
     def _infakt_validation_message(self, error):
         """inFakt's field errors, each with the Odoo thing to fix."""
@@ -493,7 +506,8 @@ class InfaktDocument(models.Model):
             document._infakt_transition(
                 "to_send",
                 {"attempt_count": 0, "next_attempt_at": False, "error_message": False,
-                 "lookup_count": 0, "check_manually": False},
+                 "lookup_count": 0, "check_manually": False, "error_fix": False,
+                 "error_fix_res_id": False},
                 log=self.env._("Sent again to inFakt by %s.", self.env.user.name),
             )
         self._trigger_sender()
@@ -537,6 +551,27 @@ class InfaktDocument(models.Model):
             document._infakt_notify_change()
         self._trigger_processor()
         return True
+
+    def action_open_fix(self):
+        """Open the record that fixes this document's error (the account, its bank accounts
+        or payment methods, the tax, the customer)."""
+        self.ensure_one()
+        document = self.sudo()
+        fix, res_id = document.error_fix, document.error_fix_res_id
+        if fix in ("account", "bank", "payment"):
+            action = document.account_id._get_records_action(
+                name=self.env._("inFakt Account"))
+            action["context"] = {"infakt_fix": fix}
+            return action
+        if fix == "tax":
+            taxes = self.env["account.tax"].browse(res_id).exists() if res_id else \
+                document.move_id.invoice_line_ids.tax_ids
+            return taxes._get_records_action(name=self.env._("Taxes"))
+        if fix == "customer":
+            partner = self.env["res.partner"].browse(res_id).exists() or \
+                document.move_id.partner_id.commercial_partner_id
+            return partner._get_records_action(name=self.env._("Customer"))
+        return document.move_id._get_records_action()
 
     def action_open_move(self):
         self.ensure_one()

@@ -137,8 +137,9 @@ class InfaktDocumentRunner(models.AbstractModel):
         for error_class, text in const.ERROR_MESSAGES:
             if isinstance(error, error_class):
                 message = self.env._(text)
-                if "%(message)s" in message:
-                    message = message % {"message": error.message or str(error)}
+                if "%(" in message:
+                    message = message % {"message": error.message or str(error),
+                                         "status": error.status or "?"}
                 return message
         return str(error)
 

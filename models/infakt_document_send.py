@@ -101,7 +101,9 @@ class InfaktDocumentSend(models.AbstractModel):
             payload = self._prepare_payload(document)
         except (UserError, ValueError) as error:
             # Refused before anything left Odoo: certainly not in inFakt.
-            document._infakt_to_error(str(error.args[0] if error.args else error))
+            document._infakt_to_error(str(error.args[0] if error.args else error),
+                                      fix=getattr(error, "infakt_fix", False),
+                                      fix_res_id=getattr(error, "infakt_fix_res_id", False))
             return None
         client = run.client_for(document.account_id)
         if not self._advisory_lock(document):

@@ -68,10 +68,10 @@ class InfaktPayload(models.AbstractModel):
             if score is not None and (best is None or score > best[0]):
                 best = (score, mapping)
         if best is None:
-            raise UserError(self.env._(
+            raise const.fixable(UserError(self.env._(
                 "No payment method mapping of the inFakt account %(account)s fits the invoice "
                 "%(invoice)s: add a default line (no provider, method or payment term) to the "
-                "Payment Method Mapping.", account=account.name, invoice=move.name))
+                "Payment Method Mapping.", account=account.name, invoice=move.name)), "payment")
         return best[1].infakt_payment_method
 
     def _buyer_values(self, move):
@@ -81,7 +81,9 @@ class InfaktPayload(models.AbstractModel):
         is_company = bool(commercial.is_company or commercial.vat)
         name = commercial.name or partner.name or ""
         if not name.strip():
-            raise UserError(self.env._("The customer of %s has no name.", move.name))
+            raise const.fixable(
+                UserError(self.env._("The customer of %s has no name.", move.name)),
+                "customer", commercial)
         return {
             "is_company": is_company,
             "company_name": name if is_company else None,
@@ -141,9 +143,9 @@ class InfaktPayload(models.AbstractModel):
         profile = self._tax_profile(tax, legal)
         symbol = profile["symbol"]
         if not symbol:
-            raise UserError(self.env._(
+            raise const.fixable(UserError(self.env._(
                 "The tax %(tax)s cannot be sent to inFakt: set its inFakt Tax Symbol (Invoicing > "
-                "Configuration > Taxes).", tax=tax.display_name))
+                "Configuration > Taxes).", tax=tax.display_name)), "tax", tax)
         if symbol == "zw":
             legal.exemptions.add(tax._infakt_exemption_id())
         for code in profile["markings"]:
@@ -222,10 +224,10 @@ class InfaktPayload(models.AbstractModel):
         if payment_method == "transfer":
             bank = account.bank_account_id
             if not bank:
-                raise UserError(self.env._(
+                raise const.fixable(UserError(self.env._(
                     "The invoice is paid by transfer but the inFakt account %s has no Bank Account "
                     "for Transfers: open the account, click Refresh bank accounts and choose one.",
-                    account.name))
+                    account.name)), "bank")
             values["bank_account"] = bank.account_number
         return values
 
@@ -242,10 +244,10 @@ class InfaktPayload(models.AbstractModel):
         if not reason and legacy.isdigit():
             reason = int(legacy)
         if not reason:
-            raise UserError(self.env._(
+            raise const.fixable(UserError(self.env._(
                 "Lines taxed 'zw' need a VAT exemption basis: choose it on the tax (VAT Exemption "
                 "Basis), or a Default VAT Exemption Basis on the inFakt account %s.",
-                account.name))
+                account.name)), "tax")
         return reason
 
     # ------------------------------------------------------------------------------------

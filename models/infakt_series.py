@@ -1,8 +1,22 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.tools.translate import LazyTranslate
 
 from ..const import DOCUMENT_TYPES
 from .infakt_account import _problems_html
+
+_lt = LazyTranslate(__name__)
+
+# How a series reads: the documents it sends, then the journal whose numbers they take (the
+# journal code is the series; "KOR - Correction (FV)" read like "a correction of FV").
+SERIES_LABELS = {
+    "invoice": _lt("Invoices of journal %(code)s"),
+    "correction": _lt("Corrections of journal %(code)s"),
+}
+SERIES_LABELS_NO_JOURNAL = {
+    "invoice": _lt("Invoices (no journal)"),
+    "correction": _lt("Corrections (no journal)"),
+}
 
 
 class InfaktSeries(models.Model):
@@ -41,12 +55,23 @@ class InfaktSeries(models.Model):
 
     @api.depends("journal_id.code", "document_type")
     def _compute_name(self):
-        labels = dict(DOCUMENT_TYPES)
         for series in self:
-            label = labels.get(series.document_type, "")
-            series.name = (
-                f"{label} ({series.journal_id.code})" if series.journal_id else label
-            )
+            series.name = series._series_label()
+
+    @api.depends("journal_id.code", "document_type")
+    @api.depends_context("lang")
+    def _compute_display_name(self):
+        for series in self:
+            series.display_name = series._series_label(translate=True)
+
+    def _series_label(self, translate=False):
+        self.ensure_one()
+        labels = SERIES_LABELS if self.journal_id else SERIES_LABELS_NO_JOURNAL
+        label = labels.get(self.document_type)
+        if not label:
+            return ""
+        text = self.env._(label) if translate else label._source
+        return text % {"code": self.journal_id.code} if self.journal_id else text
 
     @api.depends("journal_id", "document_type", "account_id")
     def _compute_config_problems(self):
@@ -57,7 +82,7 @@ class InfaktSeries(models.Model):
 
     def _get_series_problems(self):
         self.ensure_one()
-        label = self.name or self.env._("Series")
+        label = self.display_name or self.env._("Series")
         if not self.journal_id:
             return [(label, self.env._("Choose the sales journal of this series."))]
         if self.journal_id.type != "sale":

@@ -1,3 +1,5 @@
+from markupsafe import Markup
+
 from odoo import api, fields, models
 
 
@@ -20,6 +22,11 @@ class SaleOrder(models.Model):
     )
     infakt_error_move_ids = fields.Many2many(
         "account.move", compute="_compute_infakt_state", string="Invoices in inFakt Error",
+    )
+    infakt_error_html = fields.Html(
+        string="inFakt Errors", compute="_compute_infakt_state", sanitize=False,
+        help="The invoices of this order that inFakt refused, each linked, with the first "
+        "line of what to fix.",
     )
     infakt_invoice_attachment_ids = fields.Many2many(
         "ir.attachment",
@@ -53,12 +60,41 @@ class SaleOrder(models.Model):
             current = order._infakt_current_documents()
             errors = current.filtered(lambda d: d.state == "error")
             order.infakt_error_move_ids = errors.move_id
+            order.infakt_error_html = order._infakt_error_html(errors)
             if errors:
                 order.infakt_state = "error"
             elif current.filtered(lambda d: d.state == "done"):
                 order.infakt_state = "ok"
             else:
                 order.infakt_state = False
+
+    def _infakt_error_html(self, documents):
+        """One line per failed invoice: its number linked to it, and what to fix (escaped)."""
+        if not documents:
+            return False
+        items = Markup("").join(
+            Markup('<li><a href="/odoo/account.move/%(id)s">%(name)s</a>: %(error)s</li>') % {
+                "id": document.move_id.id,
+                "name": document.move_id.name,
+                "error": self._infakt_error_summary(document.error_message),
+            }
+            for document in documents
+        )
+        return Markup('<ul class="mb-0">%s</ul>') % items
+
+    @staticmethod
+    def _infakt_error_summary(message):
+        """The first line that says what to fix (inFakt's heading line left out)."""
+        lines = [line.strip(" -") for line in (message or "").splitlines() if line.strip(" -")]
+        if len(lines) > 1 and lines[0].endswith(":"):
+            lines = lines[1:]
+        return lines[0] if lines else ""
+
+    def action_infakt_open_error_invoice(self):
+        """Open the invoice in inFakt error (the list when there are several)."""
+        self.ensure_one()
+        return self.infakt_error_move_ids._get_records_action(
+            name=self.env._("Invoices in inFakt Error"))
 
     def _search_infakt_state(self, operator, value):
         if operator in ("in", "not in"):

@@ -51,7 +51,8 @@ class TestConfiguration(InfaktCommon):
 
     def test_series_name_and_problems(self):
         series = self.infakt_account.series_ids.filtered(lambda s: s.document_type == "invoice")
-        self.assertIn("FV", series.name)
+        # The journal code is the series: "Invoices of journal INV", not "FV - Invoice (INV)".
+        self.assertEqual(series.display_name, f"Invoices of journal {self.journal.code}")
         self.assertFalse(series.has_config_problems)
         other = self._new_account(series_ids=[Command.create({"document_type": "correction"})])
         self.assertTrue(other.series_ids.has_config_problems)

@@ -184,23 +184,30 @@ CUSTOMERS = [
      "email": "anna.wisniewska@poczta.example"},
 ]
 
-# key: (name, product type, sales price, VAT key of TAXES, internal reference)
+# key: (name, product type, sales price, VAT key of TAXES, internal reference, GTU code)
 PRODUCTS = {
-    "implementation": ("Wdrożenie systemu Odoo", "service", 4500.0, "23", "WDR-ODOO"),
-    "consulting": ("Konsultacje (godzina)", "service", 250.0, "23", "KONS-H"),
-    "license": ("Abonament roczny — hosting", "service", 1200.0, "23", "ABO-12M"),
-    "training": ("Szkolenie dla pracowników", "service", 1800.0, "zw", "SZK-1D"),
-    "catering": ("Catering na szkolenie (osoba)", "service", 45.0, "8", "CAT-OS"),
-    "book": ("Książka „Odoo w praktyce”", "consu", 89.9, "5", "KS-ODOO"),
+    "implementation": ("Wdrożenie systemu Odoo", "service", 4500.0, "23s", "WDR-ODOO", False),
+    "consulting": ("Konsultacje (godzina)", "service", 250.0, "23s", "KONS-H", False),
+    "license": ("Abonament roczny — hosting", "service", 1200.0, "23s", "ABO-12M", False),
+    # An exempt service (zw): the invoice states the legal basis of the exemption.
+    "training": ("Szkolenie zawodowe dla pracowników", "service", 1800.0, "zw", "SZK-1D",
+                 False),
+    "catering": ("Catering na szkolenie (osoba)", "service", 45.0, "8", "CAT-OS", False),
+    "book": ("Książka „Odoo w praktyce”", "consu", 89.9, "5", "KS-ODOO", False),
+    # Electronics: JPK_V7 marks the line GTU_06.
+    "laptop": ("Laptop Dell Latitude 5550", "consu", 5200.0, "23", "LAP-5550", "GTU_06"),
 }
 
-TAXES = [
-    # key, name, amount, inFakt symbol, VAT exemption reason
-    ("23", "VAT 23%", 23.0, "23", False),
-    ("8", "VAT 8%", 8.0, "8", False),
-    ("5", "VAT 5%", 5.0, "5", False),
-    ("zw", "VAT zw", 0.0, "zw", "1"),
-]
+# key -> the sale tax of Odoo's Polish chart (l10n_pl), by template id: the taxes users have.
+TAXES = {
+    "23": "vs_kraj_23",
+    "23s": "vs_kraj_usl_23",
+    "8": "vs_kraj_8",
+    "5": "vs_kraj_5",
+    "zw": "vs_kraj_zw",
+}
+# The exemption of vocational training (art. 43 ust. 1 pkt 29 lit. c of the VAT act).
+TRAINING_BASIS = "pkt 29"
 
 
 def _setup_company(env):
@@ -220,8 +227,9 @@ def _setup_company(env):
         "website": "https://przykladowa-firma.example",
         "currency_id": pln.id,
     })
-    if not company.chart_template:
-        env["account.chart.template"].try_loading("generic_coa", company, install_demo=False)
+    if company.chart_template != "pl":
+        # Odoo's Polish chart (l10n_pl): its accounts, taxes and fiscal positions.
+        env["account.chart.template"].try_loading("pl", company, install_demo=False)
     # Sale orders take their currency from the pricelist: zł there too.
     env["product.pricelist"].with_context(active_test=False).search(
         [("company_id", "in", (company.id, False))]
@@ -235,32 +243,24 @@ def _setup_company(env):
 
 
 def _setup_taxes(env, company):
-    """VAT 23 / 8 / 5 % / zw made from the chart's sale tax (same accounts), the chart's own
-    sale taxes archived so that every active sale tax maps to an inFakt symbol."""
-    Tax = env["account.tax"]
-    template = company.account_sale_tax_id or Tax.search(
-        [("company_id", "=", company.id), ("type_tax_use", "=", "sale"),
-         ("amount_type", "=", "percent")], limit=1
-    )
-    others = Tax.search([("company_id", "=", company.id), ("type_tax_use", "=", "sale")])
-    taxes = {}
-    for key, name, amount, symbol, reason in TAXES:
-        group = template.tax_group_id.copy({"name": name, "sequence": 10})
-        values = {
-            "name": name,
-            "amount": amount,
-            "amount_type": "percent",
-            "type_tax_use": "sale",
-            "tax_group_id": group.id,
-            "invoice_label": f"{amount:g}%" if key != "zw" else "zw",
-            "infakt_tax_symbol": symbol,
-            "infakt_vat_exemption_reason": reason,
-            "company_id": company.id,
-        }
-        taxes[key] = template.copy(values) if template else Tax.create(values)
-    company.account_sale_tax_id = taxes["23"]
-    others.write({"active": False})
+    """The sale taxes of Odoo's Polish chart, as they come (the module maps them by what they
+    are), by the keys of TAXES; 23 % on goods is the default sale tax."""
+    ref = env["account.chart.template"].with_company(company).ref
+    taxes = {key: ref(template) for key, template in TAXES.items()}
+    company.write({"account_sale_tax_id": taxes["23"].id,
+                   # inFakt rounds the VAT of each line: so does Odoo here.
+                   "tax_calculation_rounding_method": "round_per_line"})
     return taxes
+
+
+def _setup_exemption_basis(account, taxes):
+    """The exempt tax gets its legal basis from inFakt's list (read by Refresh inFakt lists)."""
+    account.action_refresh_lists()
+    bases = account.vat_exemption_ids
+    basis = bases.filtered(lambda b: TRAINING_BASIS in (b.display_name or ""))[:1] or bases[:1]
+    if not basis:
+        raise DemoError("The simulator returned no VAT exemption basis.")
+    taxes["zw"].infakt_vat_exemption_id = basis
 
 
 def _setup_account(env, company, journal, simulator_url, webhook_base_url):
@@ -314,7 +314,7 @@ def _setup_sales(env, company, taxes):
     ]
     kowalski, nowak, zielona, anna = customers
     products = {}
-    for key, (name, kind, price, tax, code) in PRODUCTS.items():
+    for key, (name, kind, price, tax, code, gtu) in PRODUCTS.items():
         products[key] = env["product.product"].create({
             "name": name,
             "type": kind,
@@ -322,6 +322,7 @@ def _setup_sales(env, company, taxes):
             "default_code": code,
             "invoice_policy": "order",
             "taxes_id": [(6, 0, taxes[tax].ids)],
+            "l10n_pl_vat_gtu": gtu,
         })
     cash_term = env.ref("account.account_payment_term_immediate")
     term_15 = env.ref("account.account_payment_term_15days", raise_if_not_found=False)
@@ -351,9 +352,52 @@ def _setup_sales(env, company, taxes):
         order(nowak, [("consulting", 4, 0.0), ("license", 1, 0.0)]),
         # A private person paying cash (payment terms "Immediate Payment" -> inFakt cash).
         order(anna, [("book", 2, 0.0), ("consulting", 1, 0.0)], payment_term_id=cash_term.id),
+        # A GTU product (GTU_06) with a down payment of 30 % invoiced (an advance invoice,
+        # faktura zaliczkowa, in inFakt); the rest is invoiced by the user (final invoice).
+        order(zielona, [("laptop", 3, 0.0), ("implementation", 1, 0.0)]),
         order(zielona, [("license", 2, 0.0), ("consulting", 3, 0.0)]),
     ]
     return orders
+
+
+def _invoice_down_payment(env, sale, percent=30.0):
+    """Invoice and post a down payment of ``percent`` of ``sale`` (sent to inFakt as an
+    advance invoice)."""
+    wizard = env["sale.advance.payment.inv"].with_context(
+        active_model="sale.order", active_ids=sale.ids, active_id=sale.id,
+    ).create({"advance_payment_method": "percentage", "amount": percent})
+    wizard.create_invoices()
+    invoice = sale.invoice_ids.filtered(lambda m: m.state == "draft")
+    invoice.action_post()
+    return invoice
+
+
+def _setup_failing_order(env, company, partner):
+    """An order that fails until fixed: its service is taxed with a 0 % tax made by hand,
+    which says nothing about what the 0 % is (0 % rate, exempt or outside Poland: the law
+    tells them apart, JPK_V7 too), so the invoice is refused before it leaves Odoo. The banner
+    of the invoice links to the tax; choosing its inFakt Tax Symbol and Send again fixes it."""
+    ref = env["account.chart.template"].with_company(company).ref
+    base = ref("vs_kraj_23")
+    tax = base.copy({"name": "0% (do ustalenia)", "amount": 0.0, "invoice_label": "0%",
+                     "description": "0%"})
+    # Not the 23 % tax's JPK_V7 fields: what this 0 % is, is what the user decides.
+    (tax.invoice_repartition_line_ids | tax.refund_repartition_line_ids).write(
+        {"tag_ids": [(5, 0, 0)]})
+    product = env["product.product"].create({
+        "name": "Usługa serwisowa (stawka do ustalenia)", "type": "service",
+        "list_price": 700.0, "default_code": "SERW-0", "invoice_policy": "order",
+        "taxes_id": [(6, 0, base.ids)],
+    })
+    sale = env["sale.order"].create({
+        "partner_id": partner.id, "company_id": company.id,
+        "order_line": [(0, 0, {"product_id": product.id, "product_uom_qty": 1,
+                               "tax_id": [(6, 0, tax.ids)]})],
+    })
+    sale.action_confirm()
+    invoice = sale._create_invoices()
+    invoice.action_post()
+    return sale, invoice
 
 
 def _send_invoice_now(env, sale, timeout=60.0):
@@ -453,10 +497,17 @@ def setup_database(args):
         account = _setup_account(
             env, company, journal, simulator_url, args.webhook_base_url or args.odoo_url
         )
+        _setup_exemption_basis(account, taxes)
         orders = _setup_sales(env, company, taxes)
+        advance = _invoice_down_payment(env, orders[-2])
+        failing_order, failing = _setup_failing_order(env, company, orders[1].partner_id)
         cr.commit()
         invoice = _send_invoice_now(env, orders[-1])
         cr.commit()
+        env.invalidate_all()
+        say(f"  Down payment of {orders[-2].name}: {advance.name} "
+            f"(in inFakt: {advance.infakt_state}); {failing_order.name} invoiced as "
+            f"{failing.name} fails until its tax is fixed (in inFakt: {failing.infakt_state})")
         webhook_label = env._("Webhook URL")  # verified once the server runs
         problems = [
             label for label, _message in account._get_config_problems()

@@ -402,7 +402,7 @@ tours.add("l10n_pl_infakt_fix_error", {
         },
         {
             content: "The order says its invoice could not be sent",
-            trigger: ".o_form_view .alert-danger:contains(could not be sent to inFakt)",
+            trigger: ".o_form_view .alert-danger:contains(inFakt refused these invoices of the order)",
         },
         openNotebookPage("inFakt"),
         {
