@@ -25,3 +25,5 @@ from . import account_move_send
 from . import account_partial_reconcile
 from . import sale_order
 from . import product_template
+from . import infakt_reconciliation
+from . import infakt_reconciliation_match
