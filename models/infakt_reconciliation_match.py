@@ -119,7 +119,8 @@ class InfaktReconciliationMatch(models.AbstractModel):
             if row.get("uuid") in known:
                 continue  # rows shifting between pages are kept once
             known.add(row.get("uuid"))
-            kept.append(dict({key: row.get(key) for key in KEPT_KEYS}, kind=kind))
+            kept.append(dict({key: row.get(key) for key in KEPT_KEYS}, kind=kind,
+                             ksef_known="ksef_data" in row or "ksef_number" in row))
         index = cursor["kind"]
         fraction = 1.0 if last else (next_offset / total if total else 0.0)
         new_cursor = {"kind": index + 1, "offset": 0} if last else {
@@ -292,7 +293,7 @@ class InfaktReconciliationMatch(models.AbstractModel):
                 "The totals differ: correct the invoice with a credit note, or check the "
                 "document in inFakt.")
         remote_ksef = self._remote_side(remote)["infakt_ksef"]
-        if (document.ksef_number or "") != remote_ksef:
+        if remote.get("ksef_known", True) and (document.ksef_number or "") != remote_ksef:
             return "ksef_differs", "look_up", _(
                 "The KSeF state differs: look it up to read inFakt's.")
         return "matched", False, False

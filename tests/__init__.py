@@ -13,3 +13,4 @@ from . import test_engine_exactly_once
 from . import test_engine_corrections
 from . import test_engine_reads
 from . import test_engine_concurrency
+from . import test_reconciliation
