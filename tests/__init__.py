@@ -14,3 +14,4 @@ from . import test_engine_corrections
 from . import test_engine_reads
 from . import test_engine_concurrency
 from . import test_reconciliation
+from . import test_tours_reconciliation

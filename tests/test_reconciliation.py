@@ -16,11 +16,9 @@ OTHER_BUYER = {"company_name": "Obcy Sp. z o.o.", "nip": "5260001246", "city": "
                "country": "PL"}
 
 
-@tagged("post_install", "-at_install")
-class TestReconciliation(InfaktCommon):
-    # ------------------------------------------------------------------------------------
-    # Helpers
-    # ------------------------------------------------------------------------------------
+class ReconciliationHelpers:
+    """Invoices of a month in Odoo and documents made in inFakt only (shared with the tour)."""
+
     def make_invoice(self, price, day="2026-10-10"):
         move = self.env["account.move"].create({
             "move_type": "out_invoice",
@@ -46,6 +44,9 @@ class TestReconciliation(InfaktCommon):
         self.simulator.flush(timeout=5)
         return next(d for d in self.sim_invoices() if d["number"] == number)
 
+
+@tagged("post_install", "-at_install")
+class TestReconciliation(ReconciliationHelpers, InfaktCommon):
     def edit_in_infakt(self, uuid, **changes):
         """A change made in inFakt's web application (the simulator has no edit endpoint)."""
         with self.simulator._lock:
