@@ -152,7 +152,7 @@ class InfaktReconciliationLine(models.Model):
     infakt_date = fields.Date(string="inFakt Date", readonly=True)
     infakt_buyer = fields.Char(string="inFakt Buyer", readonly=True)
     currency = fields.Char(readonly=True)
-    odoo_total = fields.Float(string="Odoo Total", readonly=True, digits=(16, 2))
+    odoo_total = fields.Float(readonly=True, digits=(16, 2))
     infakt_total = fields.Float(string="inFakt Total", readonly=True, digits=(16, 2))
     odoo_ksef = fields.Char(string="KSeF in Odoo", readonly=True)
     infakt_ksef = fields.Char(string="KSeF in inFakt", readonly=True)

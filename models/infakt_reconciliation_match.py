@@ -253,17 +253,16 @@ class InfaktReconciliationMatch(models.AbstractModel):
 
     @api.model
     def _missing(self, move, document):
-        _ = self.env._
         if document.state in ("to_send", "sending", "processing"):
-            fix, note = "open", _("On its way to inFakt: wait a moment and start again.")
+            fix, note = "open", self.env._("On its way to inFakt: wait a moment and start again.")
         elif document.state == "in_doubt":
-            fix, note = "look_up", _("In doubt: look it up in inFakt.")
+            fix, note = "look_up", self.env._("In doubt: look it up in inFakt.")
         elif document.infakt_uuid:
-            fix, note = "look_up", _(
+            fix, note = "look_up", self.env._(
                 "Linked to an inFakt document that inFakt does not list in this period "
                 "(deleted there, or its date differs): look it up.")
         else:
-            fix, note = "send", _("Not in inFakt: send it.")
+            fix, note = "send", self.env._("Not in inFakt: send it.")
         return {"kind": "missing_in_infakt", "fix": fix, "note": note,
                 "kind_sequence": KIND_SEQUENCE["missing_in_infakt"]}
 
@@ -271,30 +270,29 @@ class InfaktReconciliationMatch(models.AbstractModel):
     def _compare(self, move, document, remote):
         """``(kind, fix, note)`` of an Odoo invoice and the inFakt document it is paired
         with (by its link, or by its number)."""
-        _ = self.env._
         Complete = self.env["infakt.document.complete"]
         probe = document or self._probe(move)
         if not document.infakt_uuid:
             if Complete._identity_matches(probe, remote):
-                return "only_in_infakt", "link", _(
+                return "only_in_infakt", "link", self.env._(
                     "inFakt holds this invoice (same number, buyer, date and total) but Odoo "
                     "does not know it: link it.")
-            return "wrong_number", "open", _(
+            return "wrong_number", "open", self.env._(
                 "inFakt uses this number for another document (its buyer, date, total or "
                 "currency differ): check it in inFakt.")
         if remote.get("number") != (document.number or move.name):
-            return "wrong_number", "open", _(
+            return "wrong_number", "open", self.env._(
                 "Linked to inFakt's %(number)s: inFakt's number differs from Odoo's.",
                 number=remote.get("number"))
         pairs, _total = self.env["infakt.payload"]._remote_amounts(document, remote)
         if any(actual is not None and actual != expected
                for expected, actual in pairs.values()):
-            return "total_differs", "open", _(
+            return "total_differs", "open", self.env._(
                 "The totals differ: correct the invoice with a credit note, or check the "
                 "document in inFakt.")
         remote_ksef = self._remote_side(remote)["infakt_ksef"]
         if remote.get("ksef_known", True) and (document.ksef_number or "") != remote_ksef:
-            return "ksef_differs", "look_up", _(
+            return "ksef_differs", "look_up", self.env._(
                 "The KSeF state differs: look it up to read inFakt's.")
         return "matched", False, False
 

@@ -133,7 +133,7 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertEqual((line_extra.fix, line_extra.move_id.id), ("open", False))
         line_collision = self.line(record, "wrong_number", collision.name)
         self.assertFalse(line_collision.infakt_uuid == line_unknown.infakt_uuid)
-        self.assertFalse(record.line_ids.filtered(lambda l: l.infakt_number == "R/1/11/2026"))
+        self.assertFalse(record.line_ids.filtered(lambda line: line.infakt_number == "R/1/11/2026"))
         self.assertEqual(len(record.line_ids), 9)
 
         # Send: the invoice missing in inFakt is queued, then sent by the engine.

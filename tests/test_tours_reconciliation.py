@@ -56,5 +56,5 @@ class TestReconciliationTour(ReconciliationHelpers, InfaktCommon, HttpCase):
             f"/odoo/action-l10n_pl_infakt.infakt_reconciliation_action/{record.id}",
             "l10n_pl_infakt_reconcile_fix")
         self.assertEqual(missing.infakt_document_id.state, "to_send")
-        line = record.line_ids.filtered(lambda l: l.move_id == missing)
+        line = record.line_ids.filtered(lambda line: line.move_id == missing)
         self.assertTrue(line.fixed)
