@@ -6,7 +6,7 @@ from odoo.exceptions import UserError
 LINE_KINDS = [
     ("missing_in_infakt", "Missing in inFakt"),
     ("only_in_infakt", "Only in inFakt"),
-    ("total_differs", "Totals differ"),
+    ("total_differs", "Total differs"),
     ("ksef_differs", "KSeF differs"),
     ("wrong_number", "Wrong number"),
     ("matched", "Matched"),
@@ -32,8 +32,8 @@ class InfaktReconciliation(models.Model):
     _order = "date_from desc, id desc"
     _check_company_auto = True
 
-    name = fields.Char(compute="_compute_name", store=True)
-    account_id = fields.Many2one("infakt.account", required=True, string="inFakt Account",
+    name = fields.Char(string="Period", compute="_compute_name", store=True)
+    account_id = fields.Many2one("infakt.account", required=True, string="Account",
                                  ondelete="cascade", check_company=True,
                                  default=lambda self: self._default_account())
     company_id = fields.Many2one("res.company", related="account_id.company_id", store=True,
@@ -42,8 +42,9 @@ class InfaktReconciliation(models.Model):
                             default=lambda self: _last_month(self)[0])
     date_to = fields.Date(string="To", required=True, default=lambda self: _last_month(self)[1])
     state = fields.Selection(
-        [("draft", "Draft"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")],
-        default="draft", required=True, readonly=True, copy=False)
+        [("draft", "Not started"), ("running", "Reading inFakt"), ("done", "Reconciled"),
+         ("failed", "Failed to read")],
+        string="Reconciliation", default="draft", required=True, readonly=True, copy=False)
     message = fields.Text(readonly=True, copy=False)
     progress = fields.Float(readonly=True, copy=False, help="Percentage of the period read.")
     pages_read = fields.Integer(readonly=True, copy=False)
@@ -59,7 +60,7 @@ class InfaktReconciliation(models.Model):
     count_missing_in_infakt = fields.Integer(compute="_compute_counts",
                                              string="Missing in inFakt")
     count_only_in_infakt = fields.Integer(compute="_compute_counts", string="Only in inFakt")
-    count_total_differs = fields.Integer(compute="_compute_counts", string="Totals differ")
+    count_total_differs = fields.Integer(compute="_compute_counts", string="Total differs")
     count_ksef_differs = fields.Integer(compute="_compute_counts", string="KSeF differs")
     count_wrong_number = fields.Integer(compute="_compute_counts", string="Wrong number")
     count_matched = fields.Integer(compute="_compute_counts", string="Matched")
@@ -137,23 +138,25 @@ class InfaktReconciliationLine(models.Model):
     reconciliation_id = fields.Many2one("infakt.reconciliation", required=True,
                                         ondelete="cascade", index=True, readonly=True)
     company_id = fields.Many2one(related="reconciliation_id.company_id", store=True)
-    account_id = fields.Many2one(related="reconciliation_id.account_id")
+    account_id = fields.Many2one(related="reconciliation_id.account_id",
+                                 string="Reconciled Account")
     kind = fields.Selection(LINE_KINDS, required=True, readonly=True, string="Difference")
     kind_sequence = fields.Integer(readonly=True)
-    move_id = fields.Many2one("account.move", string="Odoo Invoice", readonly=True,
+    move_id = fields.Many2one("account.move", string="Invoice in Odoo", readonly=True,
                               index="btree_not_null")
-    document_id = fields.Many2one("infakt.document", string="Exchange", readonly=True)
-    partner_id = fields.Many2one(related="move_id.partner_id", string="Customer")
-    invoice_date = fields.Date(string="Date", readonly=True)
-    odoo_number = fields.Char(readonly=True)
-    infakt_number = fields.Char(string="inFakt Number", readonly=True)
-    infakt_uuid = fields.Char(string="inFakt UUID", readonly=True)
-    infakt_kind = fields.Char(string="inFakt Kind", readonly=True)
-    infakt_date = fields.Date(string="inFakt Date", readonly=True)
-    infakt_buyer = fields.Char(string="inFakt Buyer", readonly=True)
-    currency = fields.Char(readonly=True)
-    odoo_total = fields.Float(readonly=True, digits=(16, 2))
-    infakt_total = fields.Float(string="inFakt Total", readonly=True, digits=(16, 2))
+    document_id = fields.Many2one("infakt.document", string="Exchange with inFakt",
+                                  readonly=True)
+    partner_id = fields.Many2one(related="move_id.partner_id", string="Buyer in Odoo")
+    invoice_date = fields.Date(string="Date in Odoo", readonly=True)
+    odoo_number = fields.Char(string="Number in Odoo", readonly=True)
+    infakt_number = fields.Char(string="Number in inFakt", readonly=True)
+    infakt_uuid = fields.Char(string="UUID in inFakt", readonly=True)
+    infakt_kind = fields.Char(string="Kind in inFakt", readonly=True)
+    infakt_date = fields.Date(string="Date in inFakt", readonly=True)
+    infakt_buyer = fields.Char(string="Buyer in inFakt", readonly=True)
+    currency = fields.Char(string="Currency Code", readonly=True)
+    odoo_total = fields.Float(string="Total in Odoo", readonly=True, digits=(16, 2))
+    infakt_total = fields.Float(string="Total in inFakt", readonly=True, digits=(16, 2))
     odoo_ksef = fields.Char(string="KSeF in Odoo", readonly=True)
     infakt_ksef = fields.Char(string="KSeF in inFakt", readonly=True)
     note = fields.Char(string="What to do", readonly=True)
