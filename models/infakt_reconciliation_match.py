@@ -54,7 +54,13 @@ class InfaktReconciliationMatch(models.AbstractModel):
                 record = self._pick()
                 if not record:
                     break
-                self._advance(record, run)
+                try:
+                    self._advance(record, run)  # commits after each page
+                except Exception as error:  # noqa: BLE001 - said on the record, not a crash loop
+                    _logger.exception("inFakt: reconciliation %s failed", record.id)
+                    run.rollback()
+                    self._fail(record, self.env._("The reconciliation stopped on an error: %s",
+                                                  error))
                 run.commit()
                 if record.state == "running":
                     break
@@ -175,17 +181,18 @@ class InfaktReconciliationMatch(models.AbstractModel):
     def _match(self, record):
         rows = list(record.remote_rows or [])
         by_uuid = {row.get("uuid"): row for row in rows}
+        by_number = {}
+        for row in rows:
+            by_number.setdefault((row["kind"], row.get("number")), []).append(row)
         used = set()
         values = []
         for move in self._period_moves(record):
             document = self._active_document(move)
             remote = by_uuid.get(document.infakt_uuid) if document.infakt_uuid else None
-            if remote is None:
-                remote = next((row for row in rows if row.get("uuid") not in used
-                               and row.get("number") == move.name
-                               and row["kind"] == self._remote_kind(move, document)), None)
-                if remote is not None and document.infakt_uuid:
-                    remote = None  # linked elsewhere: that link is looked at below
+            if remote is None and not document.infakt_uuid:
+                key = (self._remote_kind(move, document), move.name)
+                remote = next((row for row in by_number.get(key, ())
+                               if row.get("uuid") not in used), None)
             if remote is not None:
                 used.add(remote.get("uuid"))
             values.append(self._line_values(move, document, remote))

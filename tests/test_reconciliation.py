@@ -8,6 +8,7 @@ from odoo.tests import new_test_user, tagged
 
 from ..infakt_api import payload as P
 from .common import InfaktCommon
+from .test_tours import NEW_BANK_ACCOUNT
 
 DATE_FROM = "2026-10-01"
 DATE_TO = "2026-10-31"
@@ -189,6 +190,34 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertEqual(record.count_only_in_infakt, 5)
         self.assertEqual(sorted(record.line_ids.mapped("infakt_number")),
                          [f"L/{index}/10/2026" for index in range(5)])
+
+    def test_invoice_in_error_is_sent_again(self):
+        invoice = self.make_invoice(100)
+        # inFakt refuses the bank account: the invoice is in error, not in inFakt.
+        self.simulator.configure(bank_accounts=[NEW_BANK_ACCOUNT])
+        document = self.send_and_complete(invoice)
+        self.assertEqual(document.state, "error")
+        record, _runs = self.reconcile()
+        line = self.line(record, "missing_in_infakt", invoice.name)
+        self.assertEqual((line.fix, line.document_id), ("send", document))
+        line.action_send()
+        self.assertEqual(document.state, "to_send")
+        self.assertEqual(invoice.infakt_document_ids, document)
+        with self.assertRaises(UserError):
+            line.action_send()  # already on its way
+
+    def test_rate_limited_by_infakt_pauses_and_goes_on(self):
+        """inFakt answers 429 (its limit is lower than the account says): the reads pause and
+        the reconciliation goes on in the next runs, where it stopped."""
+        for index in range(3):
+            self.make_in_infakt(f"Z/{index}/10/2026", f"2026-10-{index + 10}")
+        self.simulator.configure(rate_limit_get=2, rate_window=1, retry_after=1)
+
+        record, runs = self.reconcile(page_size=1, rounds=20, time_budget=3)
+
+        self.assertGreater(self.sim_state()["counters"]["rate_limited"], 0)
+        self.assertGreater(runs, 1)
+        self.assertEqual(record.count_only_in_infakt, 3)
 
     def test_failure_is_said_on_the_record(self):
         self.simulator.configure(api_keys=["another-key"])
