@@ -16,6 +16,8 @@
         "security/ir.model.access.csv",
         "data/ir_cron.xml",
         "data/mail_activity_type.xml",
+        "security/infakt_reconciliation_security.xml",
+        "views/infakt_reconciliation_views.xml",
         "views/infakt_account_views.xml",
         "views/infakt_series_views.xml",
         "views/infakt_payment_mapping_views.xml",

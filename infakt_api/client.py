@@ -720,6 +720,34 @@ class InfaktClient:
             listing.documents[kind].append(document)
         return listing
 
+    def read_period_page(self, kind, date_from, date_to, offset=0, limit=LIST_LIMIT):
+        """One page of :meth:`iter_period_documents`, for a reader that resumes where it
+        stopped (a background job reading a large month over several runs).
+
+        Returns ``(rows, next_offset, last, total)``: the rows of the page whose
+        ``invoice_date`` lies in the range (inFakt ignores filters it does not know), the
+        offset of the next page, whether this page was the last one, and inFakt's
+        ``metainfo.total_count`` (None when absent)."""
+        spec = document_kind(kind)
+        date_from, date_to = _date_param(date_from), _date_param(date_to)
+        path = f"/{spec.collection}.json"
+        limit = max(1, min(LIST_LIMIT, int(limit)))
+        data = self._get(path, {"q[invoice_date_gteq]": date_from,
+                                "q[invoice_date_lteq]": date_to,
+                                "limit": limit, "offset": int(offset)})
+        entities = self._entities(data, path)
+        rows = [entity for entity in entities
+                if date_from <= str(entity.get("invoice_date") or "")[:10] <= date_to]
+        next_offset = int(offset) + len(entities)
+        meta = data.get("metainfo") if isinstance(data, dict) else None
+        total = meta.get("total_count") if isinstance(meta, dict) else None
+        if isinstance(total, bool) or not isinstance(total, int):
+            total = None
+            last = len(entities) < limit
+        else:
+            last = not entities or next_offset >= total
+        return rows, next_offset, last, total
+
     def _period_rows(self, listing, kinds, max_pages, strict):
         if listing.date_from > listing.date_to:
             raise ValueError(f"the period starts after it ends "

@@ -28,3 +28,5 @@ from . import product_template
 from . import infakt_document_live
 from . import infakt_document_wakeup
 from . import ir_websocket
+from . import infakt_reconciliation
+from . import infakt_reconciliation_match

@@ -15,3 +15,5 @@ from . import test_engine_reads
 from . import test_engine_concurrency
 from . import test_errors_ux
 from . import test_tours_errors
+from . import test_reconciliation
+from . import test_tours_reconciliation
