@@ -36,7 +36,7 @@ class TestTranslation(TransactionCase):
         wrong = [source[:80] for source, value in _po_terms(os.path.join(I18N, "pl.po")).items()
                  if value and sorted(PLACEHOLDERS.findall(source))
                  != sorted(PLACEHOLDERS.findall(value))]
-        self.assertFalse(wrong, "Placeholders differ in: %s" % wrong)
+        self.assertFalse(wrong, f"Placeholders differ in: {wrong}")
 
     def test_the_template_lists_every_term(self):
         template = _po_terms(os.path.join(I18N, "l10n_pl_infakt.pot"))
