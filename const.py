@@ -203,8 +203,7 @@ ERROR_MESSAGES = (
         "checked. Check the server's internet connection and the environment (API URL) of the "
         "inFakt account; waiting documents are sent when inFakt answers again.")),
     (infakt_errors.InfaktTimeout, _lt(
-        "inFakt did not answer in time (%(message)s). The API key was not checked; it is tried "
-        "again later.")),
+        "inFakt did not answer in time (%(message)s): it is tried again later.")),
     (infakt_errors.InfaktServerError, _lt(
         "inFakt had an internal error (HTTP %(status)s). Nothing to fix in Odoo: it is tried "
         "again later.")),

@@ -124,7 +124,9 @@ class TestConfiguration(InfaktCommon):
         account.action_test_connection()
         self.assertEqual(account.connection_state, "untested")
         self.assertIn("could not be reached", account.connection_message)
-        self.assertNotIn("key", account.connection_message)
+        # ... and that the key was not checked (not that it was rejected).
+        self.assertIn("The API key was not checked", account.connection_message)
+        self.assertNotIn("rejected", account.connection_message)
 
     def test_custom_url_must_end_in_api_v3(self):
         with self.assertRaises(ValidationError):

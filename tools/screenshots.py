@@ -280,7 +280,7 @@ SETUP_CODE = textwrap.dedent(
         Command.create({"product_id": consulting.id, "product_uom_qty": 10})]})
 
     # The documents of earlier days were queued on their invoice dates (the chart shows days).
-    for document in Document.search([]):
+    for document in env["infakt.document"].search([]):
         move = document.move_id
         if move.invoice_date >= today:
             continue
