@@ -199,6 +199,7 @@ def task_make_account(env, args):
         "auto_send": args.get("auto_send", True),
         "download_pdf": args.get("download_pdf", True),
         "rate_limit_write": args.get("rate_limit_write", 150),
+        "rate_limit_read": args.get("rate_limit_read", 300),
         "rate_limit_window": args.get("rate_limit_window", 60),
         "series_ids": [Command.create({"journal_id": journal.id, "document_type": "invoice"})],
         "payment_mapping_ids": [Command.create({"infakt_payment_method": "cash"})],
@@ -389,6 +390,25 @@ def task_latency(env, args):
             "mean_polls": statistics.fmean(polls) if polls else None}
 
 
+def task_stream(env, args):
+    """Figure 3: post invoices at a steady rate, each ``action_post()`` + commit, like users
+    do; returns when each was posted (epoch seconds, taken before ``action_post``). The first
+    ``warmup`` are posted too but not returned."""
+    rate, warmup = args["rate"], args["warmup"]
+    count = int(args["seconds"] * rate)
+    moves = _create_invoices(env, args["setup"], args["journal_id"], count + warmup)
+    posted = {}
+    start = time.time() + 1.0
+    for index, move in enumerate(moves):
+        _wait_until(start + index / rate)
+        at = time.time()
+        move.action_post()
+        env.cr.commit()
+        if index >= warmup:
+            posted[move.id] = at
+    return {"posted": posted}
+
+
 def task_archive_account(env, args):
     """Archived accounts are left alone by the sender and the processor."""
     env["infakt.account"].browse(args["account_id"]).active = False
@@ -406,6 +426,7 @@ TASKS = {
     "drain_report": task_drain_report,
     "sender_cost": task_sender_cost,
     "latency": task_latency,
+    "stream": task_stream,
     "archive_account": task_archive_account,
 }
 
