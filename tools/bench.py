@@ -551,7 +551,7 @@ class Bench:
                 watcher.stop()
             simulator.stop()
         self.worker("archive_account", {"account_id": account_id})
-        traffic = _traffic(state, window)
+        traffic = _traffic(state, window, started)
         numbers = [invoice["number"] for invoice in state["invoices"]]
         result = {
             "mode": mode, "servers": len(servers), "count": count, "limit": limit,
@@ -574,7 +574,9 @@ class Bench:
              f"429 answers: {result['writes_429']} writes / {result['reads_429']} reads; "
              f"reads per document {result['reads_per_doc']:.2f} {traffic['reads_by_kind']}; "
              f"busiest window {result['max_writes_per_window']} writes, "
-             f"{result['max_reads_per_window']} reads; {result['pdf_pending']} PDFs pending")
+             f"{result['max_reads_per_window']} reads; {result['pdf_pending']} PDFs pending;"
+             f" first write at {traffic['first_write'] or 0:.1f} s, last write at "
+             f"{traffic['last_write'] or 0:.1f} s, last read at {traffic['last_read'] or 0:.1f} s")
         return result
 
     def release(self, account_id):
@@ -697,9 +699,10 @@ class Bench:
              f"{authentic['statuses']} / {trivial['statuses']}")
 
 
-def _traffic(state, window):
-    """What inFakt (the simulator) saw: reads and writes answered, 429s, reads per kind and
-    the busiest sliding window of accepted reads and of accepted writes."""
+def _traffic(state, window, started=None):
+    """What inFakt (the simulator) saw: reads and writes answered, 429s, reads per kind, the
+    busiest sliding window of accepted reads and of accepted writes, and (seconds after
+    ``started``) the first and last accepted write and the last accepted read."""
     import datetime
 
     accepted = {"read": [], "write": []}
@@ -729,6 +732,10 @@ def _traffic(state, window):
                 first += 1
             busiest = max(busiest, last - first + 1)
         result[f"max_{bucket}s_per_window"] = busiest
+        offset = started if started is not None else (moments[0] if moments else 0.0)
+        if bucket == "write":
+            result["first_write"] = moments[0] - offset if moments else None
+        result[f"last_{bucket}"] = moments[-1] - offset if moments else None
     return result
 
 
