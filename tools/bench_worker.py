@@ -226,6 +226,9 @@ def task_posting(env, args):
         env.cr.commit()
     requests_before = _simulator_state(args["sim_root"])["counters"]["requests_total"]
     times = {"on": [], "off": []}
+    queries = {"on": 0, "off": 0}
+    thread = threading.current_thread()
+    thread.query_time = 0.0
     pairs = zip(_chunks(moves_on[warmup:], batch), _chunks(moves_off[warmup:], batch),
                 strict=True)
     for index, (batch_on, batch_off) in enumerate(pairs):
@@ -233,10 +236,12 @@ def task_posting(env, args):
         if index % 2:
             order.reverse()
         for side, moves in order:
+            thread.query_count = 0
             started = time.perf_counter()
             moves.action_post()
             env.cr.commit()
             times[side].append(time.perf_counter() - started)
+            queries[side] += thread.query_count
     requests_after = _simulator_state(args["sim_root"])["counters"]["requests_total"]
     env.cr.execute(
         """SELECT count(*) FROM infakt_document d JOIN account_move m ON m.id = d.move_id
@@ -250,6 +255,7 @@ def task_posting(env, args):
         [("id", "in", (moves_on | moves_off).ids), ("state", "=", "posted")])
     return {
         "time_on": sum(times["on"]), "time_off": sum(times["off"]),
+        "queries_on": queries["on"] / max(1, count), "queries_off": queries["off"] / max(1, count),
         "batch_ratios": [a / b for a, b in zip(times["on"], times["off"], strict=True)],
         "posted": posted, "documents_on": documents_on, "documents_off": documents_off,
         "http_requests_during_posting": requests_after - requests_before,
