@@ -98,16 +98,18 @@ class InfaktWebhookEvent(models.Model):
         }
 
     @api.model
-    def _store(self, account, event):
+    def _store(self, account, event, company_id=None):
         """Record an authentic delivery once: one ``INSERT ... ON CONFLICT DO NOTHING`` (no
         ORM create, no look-up first; a redelivery or a concurrent twin is a no-op), with an
         asynchronous commit (inFakt delivers again what is not acknowledged). True when the
-        event is new."""
+        event is new. ``company_id``: the account's, when the caller has it already."""
         values = self._values_from_event(account, event)
         now = fields.Datetime.now()
-        self.env.cr.execute(SQL("SET LOCAL synchronous_commit TO OFF"))
+        if company_id is None:
+            company_id = account.company_id.id
         self.env.cr.execute(SQL(
-            """INSERT INTO infakt_webhook_event
+            """SET LOCAL synchronous_commit TO OFF;
+               INSERT INTO infakt_webhook_event
                    (account_id, company_id, event_uuid, name, retry_counter, created_at,
                     received_at, state, invoice_uuid, task_reference, resource,
                     create_uid, write_uid, create_date, write_date)
@@ -116,7 +118,7 @@ class InfaktWebhookEvent(models.Model):
                        %(resource)s::jsonb, %(uid)s, %(uid)s, %(now)s, %(now)s)
                ON CONFLICT (account_id, event_uuid) DO NOTHING
                RETURNING id""",
-            account=account.id, company=account.company_id.id or None,
+            account=account.id, company=company_id or None,
             event_uuid=values["event_uuid"], name=values["name"],
             retry=values["retry_counter"] or 0, created_at=values["created_at"] or None,
             now=now, invoice_uuid=values["invoice_uuid"] or None,

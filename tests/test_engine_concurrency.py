@@ -141,4 +141,6 @@ class TestSenderRuns(InfaktCommon):
         self.assertEqual(event.state, "done")
         self.assertEqual(event.document_id, document)
         self.assertEqual(document.infakt_uuid, "uuid-from-webhook")
-        self.assertLessEqual(document.next_poll_at, fields.Datetime.now())
+        # Signed and naming the task of our create: done from it, without a read.
+        self.assertEqual(document.state, "done")
+        self.assertEqual(document.infakt_number, invoice.name)

@@ -53,7 +53,6 @@ class TestOneBadRecord(InfaktCommon):
         traceback goes to the server log); any exception while completing one leaves it to be
         tried again. The other documents go on in the same runs."""
         Send = type(self.env["infakt.document.send"])
-        Complete = type(self.env["infakt.document.complete"])
         first, second, third = self.post_invoice(), self.post_invoice(), self.post_invoice()
         broken = first.infakt_document_id
         prepare = Send._prepare_payload
@@ -71,15 +70,17 @@ class TestOneBadRecord(InfaktCommon):
         self.assertEqual((second | third).infakt_document_id.mapped("state"),
                          ["processing", "processing"])
         slow = second.infakt_document_id
-        values = Complete._values_from_remote
+        # Completed from the task of the create (no read-back): that step fails for one.
+        Document = type(self.env["infakt.document"])
+        to_done = Document._infakt_to_done_from_task
 
-        def values_or_fail(service, document, remote):
+        def to_done_or_fail(document, invoice_uuid):
             if document == slow:
                 raise KeyError("boom")
-            return values(service, document, remote)
+            return to_done(document, invoice_uuid)
 
         self.simulator.flush(timeout=5)
-        with patch.object(Complete, "_values_from_remote", values_or_fail), \
+        with patch.object(Document, "_infakt_to_done_from_task", to_done_or_fail), \
                 self.assertLogs("odoo.addons.l10n_pl_infakt", level="ERROR"):
             self.run_processor(time_budget=3)
         self.assertEqual(third.infakt_document_id.state, "done")

@@ -199,6 +199,7 @@ def task_make_account(env, args):
         "auto_send": args.get("auto_send", True),
         "download_pdf": args.get("download_pdf", True),
         "rate_limit_write": args.get("rate_limit_write", 150),
+        "rate_limit_read": args.get("rate_limit_read", 300),
         "rate_limit_window": args.get("rate_limit_window", 60),
         "series_ids": [Command.create({"journal_id": journal.id, "document_type": "invoice"})],
         "payment_mapping_ids": [Command.create({"infakt_payment_method": "cash"})],
@@ -225,6 +226,9 @@ def task_posting(env, args):
         env.cr.commit()
     requests_before = _simulator_state(args["sim_root"])["counters"]["requests_total"]
     times = {"on": [], "off": []}
+    queries = {"on": 0, "off": 0}
+    thread = threading.current_thread()
+    thread.query_time = 0.0
     pairs = zip(_chunks(moves_on[warmup:], batch), _chunks(moves_off[warmup:], batch),
                 strict=True)
     for index, (batch_on, batch_off) in enumerate(pairs):
@@ -232,10 +236,12 @@ def task_posting(env, args):
         if index % 2:
             order.reverse()
         for side, moves in order:
+            thread.query_count = 0
             started = time.perf_counter()
             moves.action_post()
             env.cr.commit()
             times[side].append(time.perf_counter() - started)
+            queries[side] += thread.query_count
     requests_after = _simulator_state(args["sim_root"])["counters"]["requests_total"]
     env.cr.execute(
         """SELECT count(*) FROM infakt_document d JOIN account_move m ON m.id = d.move_id
@@ -249,6 +255,7 @@ def task_posting(env, args):
         [("id", "in", (moves_on | moves_off).ids), ("state", "=", "posted")])
     return {
         "time_on": sum(times["on"]), "time_off": sum(times["off"]),
+        "queries_on": queries["on"] / max(1, count), "queries_off": queries["off"] / max(1, count),
         "batch_ratios": [a / b for a, b in zip(times["on"], times["off"], strict=True)],
         "posted": posted, "documents_on": documents_on, "documents_off": documents_off,
         "http_requests_during_posting": requests_after - requests_before,
@@ -389,6 +396,25 @@ def task_latency(env, args):
             "mean_polls": statistics.fmean(polls) if polls else None}
 
 
+def task_stream(env, args):
+    """Figure 3: post invoices at a steady rate, each ``action_post()`` + commit, like users
+    do; returns when each was posted (epoch seconds, taken before ``action_post``). The first
+    ``warmup`` are posted too but not returned."""
+    rate, warmup = args["rate"], args["warmup"]
+    count = int(args["seconds"] * rate)
+    moves = _create_invoices(env, args["setup"], args["journal_id"], count + warmup)
+    posted = {}
+    start = time.time() + 1.0
+    for index, move in enumerate(moves):
+        _wait_until(start + index / rate)
+        at = time.time()
+        move.action_post()
+        env.cr.commit()
+        if index >= warmup:
+            posted[move.id] = at
+    return {"posted": posted}
+
+
 def task_archive_account(env, args):
     """Archived accounts are left alone by the sender and the processor."""
     env["infakt.account"].browse(args["account_id"]).active = False
@@ -406,6 +432,7 @@ TASKS = {
     "drain_report": task_drain_report,
     "sender_cost": task_sender_cost,
     "latency": task_latency,
+    "stream": task_stream,
     "archive_account": task_archive_account,
 }
 
