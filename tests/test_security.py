@@ -268,6 +268,19 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertTrue(self.rpc("acc_admin", "infakt.document", "action_delete",
                                  [in_error.id]))
         self.assertFalse(in_error.exists())
+        # The action of the list and form (inFakt administrators only).
+        draft = self.post_invoice(price=90.0)
+        cancelled = draft.infakt_document_id
+        draft.button_draft()
+        self.assertEqual(cancelled.state, "cancelled")
+        action = self.env.ref("l10n_pl_infakt.infakt_document_action_delete")
+        context = {"active_model": "infakt.document", "active_ids": [cancelled.id],
+                   "active_id": cancelled.id}
+        self.assert_refused(self.rpc("billing", "ir.actions.server", "run", [action.id],
+                                     context=context))
+        self.assertTrue(cancelled.exists())
+        self.rpc("acc_admin", "ir.actions.server", "run", [action.id], context=context)
+        self.assertFalse(cancelled.exists())
         # Not even the superuser deletes a document that is in inFakt.
         with self.assertRaises(Exception) as caught:
             done.sudo().unlink()
