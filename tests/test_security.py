@@ -108,6 +108,17 @@ class TestSecurity(InfaktCommon, HttpCase):
                                          ["api_url"]), msg=who)
             self.assert_refused(self.rpc(who, "infakt.account", "search_count",
                                          [("api_url", "ilike", "127.0.0.1")]), msg=who)
+        # Buttons that talk to inFakt or change the account: inFakt administrators only,
+        # refused before any request leaves.
+        requests_before = len(self.sim_requests())
+        for who in ("employee", "billing", "accountant"):
+            for method in ("action_test_connection", "action_refresh_bank_accounts",
+                           "action_refresh_lists"):
+                self.assert_refused(self.rpc(who, "infakt.account", method, [account.id]),
+                                    msg=f"{who} {method}")
+        self.assert_refused(self.rpc("employee", "infakt.account", "action_send_pending",
+                                     [account.id]))
+        self.assertEqual(len(self.sim_requests()), requests_before)
         # An Accounting Administrator creates accounts, but not one with its own destination.
         self.assert_refused(self.rpc("acc_admin", "infakt.account", "create", {
             "name": "mine", "environment": "custom", "api_url": attacker.base_url}))
