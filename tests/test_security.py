@@ -208,6 +208,29 @@ class TestSecurity(InfaktCommon, HttpCase):
         rows = self.rpc("salesman", "account.move", "read", [invoice.id], ["infakt_state"])
         self.assertEqual(rows, [{"id": invoice.id, "infakt_state": "done"}])
 
+    def test_salesperson_screens_without_document_access(self):
+        """A salesperson (no access to the documents) still opens and filters orders and
+        invoices: what they show of inFakt is computed in sudo, and the buttons that open
+        documents are not theirs."""
+        order = self.create_order()
+        order.user_id = self.users["salesman"]
+        invoice = self.invoice_order(order)
+        invoice.invoice_user_id = self.users["salesman"]
+        self.send_and_complete(invoice)
+        self.assertEqual(invoice.infakt_state, "done")
+        rows = self.rpc("salesman", "sale.order", "search_read",
+                        [("infakt_state", "=", "ok")], ["infakt_state", "infakt_document_count"])
+        self.assertEqual([(r["id"], r["infakt_state"], r["infakt_document_count"])
+                          for r in rows], [(order.id, "ok", 1)])
+        self.assertEqual(self.rpc("salesman", "sale.order", "search_count",
+                                  [("infakt_state", "=", "error")]), 0)
+        for model, record in (("sale.order", order), ("account.move", invoice)):
+            views = self.rpc("salesman", model, "get_views", [[False, "form"]])
+            arch = views["views"]["form"]["arch"]
+            self.assertNotIn("infakt_documents", arch, model)
+            self.assertIsInstance(self.rpc("salesman", model, "web_read", [record.id],
+                                           specification={"infakt_state": {}}), list, model)
+
     def test_state_and_identity_cannot_be_forged(self):
         invoice = self.done_invoice()
         document = invoice.infakt_document_id
