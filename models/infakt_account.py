@@ -683,6 +683,7 @@ class InfaktAccount(models.Model):
     # ------------------------------------------------------------------------------------
     def action_test_connection(self):
         self.ensure_one()
+        self.check_access("write")  # inFakt administrators: before any request leaves
         message_type = "success"
         try:
             client = self._get_client()
@@ -745,6 +746,7 @@ class InfaktAccount(models.Model):
 
     def action_refresh_bank_accounts(self):
         self.ensure_one()
+        self.check_access("write")  # inFakt administrators: before any request leaves
         client = self._get_client()
         try:
             self._sync_bank_accounts(client)
@@ -760,6 +762,7 @@ class InfaktAccount(models.Model):
     def action_refresh_lists(self):
         """Read inFakt's lists: VAT exemption bases, GTU codes and document markings."""
         self.ensure_one()
+        self.check_access("write")  # inFakt administrators: before any request leaves
         client = self._get_client()
         try:
             self._sync_reference_lists(client)
@@ -916,6 +919,7 @@ class InfaktAccount(models.Model):
 
     def action_send_pending(self):
         """Run the sender now for this account's waiting documents."""
+        self.env["infakt.document"]._infakt_check_user()
         self.env["infakt.document"]._trigger_sender()
         return self._notify(self.env._("The documents waiting will be sent in a moment."), "info")
 

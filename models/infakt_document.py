@@ -239,7 +239,8 @@ class InfaktDocument(models.Model):
             raise AccessError(self.env._("Only inFakt administrators can delete documents."))
         self.check_access("read")
         self.sudo().unlink()
-        return True
+        return self.env["ir.actions.act_window"]._for_xml_id(
+            "l10n_pl_infakt.infakt_document_action")
 
     # ------------------------------------------------------------------------------------
     # Computes

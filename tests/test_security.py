@@ -108,6 +108,17 @@ class TestSecurity(InfaktCommon, HttpCase):
                                          ["api_url"]), msg=who)
             self.assert_refused(self.rpc(who, "infakt.account", "search_count",
                                          [("api_url", "ilike", "127.0.0.1")]), msg=who)
+        # Buttons that talk to inFakt or change the account: inFakt administrators only,
+        # refused before any request leaves.
+        requests_before = len(self.sim_requests())
+        for who in ("employee", "billing", "accountant"):
+            for method in ("action_test_connection", "action_refresh_bank_accounts",
+                           "action_refresh_lists"):
+                self.assert_refused(self.rpc(who, "infakt.account", method, [account.id]),
+                                    msg=f"{who} {method}")
+        self.assert_refused(self.rpc("employee", "infakt.account", "action_send_pending",
+                                     [account.id]))
+        self.assertEqual(len(self.sim_requests()), requests_before)
         # An Accounting Administrator creates accounts, but not one with its own destination.
         self.assert_refused(self.rpc("acc_admin", "infakt.account", "create", {
             "name": "mine", "environment": "custom", "api_url": attacker.base_url}))
@@ -197,6 +208,29 @@ class TestSecurity(InfaktCommon, HttpCase):
         rows = self.rpc("salesman", "account.move", "read", [invoice.id], ["infakt_state"])
         self.assertEqual(rows, [{"id": invoice.id, "infakt_state": "done"}])
 
+    def test_salesperson_screens_without_document_access(self):
+        """A salesperson (no access to the documents) still opens and filters orders and
+        invoices: what they show of inFakt is computed in sudo, and the buttons that open
+        documents are not theirs."""
+        order = self.create_order()
+        order.user_id = self.users["salesman"]
+        invoice = self.invoice_order(order)
+        invoice.invoice_user_id = self.users["salesman"]
+        self.send_and_complete(invoice)
+        self.assertEqual(invoice.infakt_state, "done")
+        rows = self.rpc("salesman", "sale.order", "search_read",
+                        [("infakt_state", "=", "ok")], ["infakt_state", "infakt_document_count"])
+        self.assertEqual([(r["id"], r["infakt_state"], r["infakt_document_count"])
+                          for r in rows], [(order.id, "ok", 1)])
+        self.assertEqual(self.rpc("salesman", "sale.order", "search_count",
+                                  [("infakt_state", "=", "error")]), 0)
+        for model, record in (("sale.order", order), ("account.move", invoice)):
+            views = self.rpc("salesman", model, "get_views", [[False, "form"]])
+            arch = views["views"]["form"]["arch"]
+            self.assertNotIn("infakt_documents", arch, model)
+            self.assertIsInstance(self.rpc("salesman", model, "web_read", [record.id],
+                                           specification={"infakt_state": {}}), list, model)
+
     def test_state_and_identity_cannot_be_forged(self):
         invoice = self.done_invoice()
         document = invoice.infakt_document_id
@@ -268,6 +302,19 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertTrue(self.rpc("acc_admin", "infakt.document", "action_delete",
                                  [in_error.id]))
         self.assertFalse(in_error.exists())
+        # The action of the list and form (inFakt administrators only).
+        draft = self.post_invoice(price=90.0)
+        cancelled = draft.infakt_document_id
+        draft.button_draft()
+        self.assertEqual(cancelled.state, "cancelled")
+        action = self.env.ref("l10n_pl_infakt.infakt_document_action_delete")
+        context = {"active_model": "infakt.document", "active_ids": [cancelled.id],
+                   "active_id": cancelled.id}
+        self.assert_refused(self.rpc("billing", "ir.actions.server", "run", [action.id],
+                                     context=context))
+        self.assertTrue(cancelled.exists())
+        self.rpc("acc_admin", "ir.actions.server", "run", [action.id], context=context)
+        self.assertFalse(cancelled.exists())
         # Not even the superuser deletes a document that is in inFakt.
         with self.assertRaises(Exception) as caught:
             done.sudo().unlink()
