@@ -98,7 +98,8 @@ class TestLiveStatus(InfaktCommon):
         self.assertEqual(channels, [self.company_channel(self.company)])
 
         Live = self.env["infakt.document.live"]
-        accountant = new_test_user(self.env, "live_accountant", groups="account.group_account_invoice",
+        accountant = new_test_user(self.env, "live_accountant",
+                                   groups="account.group_account_invoice",
                                    company_id=self.company.id,
                                    company_ids=[Command.set(self.company.ids)])
         both = new_test_user(self.env, "live_both", groups="base.group_user",
@@ -142,7 +143,8 @@ class TestLiveStatus(InfaktCommon):
         # Odoo's cron threads LISTEN on the 'postgres' database: so does this test.
         with odoo.sql_db.db_connect("postgres").cursor() as cr:
             cr.execute("LISTEN cron_trigger")
-            cr.commit()
+            # LISTEN takes effect at commit (a connection of its own, not the test's).
+            cr.commit()  # pylint: disable=invalid-commit
             self.assertFalse(notify_crons_when_ready("no_such_database", timeout=0.3),
                              "never ready: no wake-up")
             self.assertTrue(notify_crons_when_ready(dbname, timeout=5))

@@ -34,8 +34,9 @@ class TestToursLive(InfaktCommon, HttpCase):
         return f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}"
 
     def run_engine_when_posted(self, invoice_id, errors, timeout=90):
-        """In a thread: once the tour saw the invoice posted and on its way, send it and follow it to done (committed in
-        the test's transaction), then publish the server's bus messages for the tour."""
+        """In a thread: once the tour saw the invoice posted and on its way, send it and follow
+        it to done (committed in the test's transaction), then publish the server's bus
+        messages for the tour."""
         channel = json.dumps((self.env.cr.dbname, "res.company", self.company.id, SUBCHANNEL),
                              separators=(",", ":"))
         deadline = time.monotonic() + timeout
