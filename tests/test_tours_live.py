@@ -72,22 +72,37 @@ class TestToursLive(InfaktCommon, HttpCase):
         except Exception as error:  # noqa: BLE001 - reported by the test
             errors.append(error)
 
-    def test_live_update_after_confirm(self):
-        order = self.create_order()
-        invoice = self.invoice_order(order, post=False)
+    def start_tour_with_engine(self, url, tour, invoice):
+        """The tour, while a thread of this test plays inFakt and the cron threads."""
         errors = []
         engine = threading.Thread(target=self.run_engine_when_posted,
                                   args=(invoice.id, errors))
         engine.start()
         try:
-            self.start_tour(self.invoice_url(invoice), "l10n_pl_infakt_live_after_confirm",
-                            login="admin", timeout=120)
+            self.start_tour(url, tour, login="admin", timeout=120)
         finally:
             engine.join(timeout=120)
         self.assertFalse(errors, errors)
         self.env.invalidate_all()
         self.assertEqual(invoice.infakt_state, "done")
         self.assertTrue(invoice.infakt_pdf_attachment_id)
+
+    def test_live_update_after_confirm(self):
+        invoice = self.invoice_order(self.create_order(), post=False)
+        self.start_tour_with_engine(self.invoice_url(invoice),
+                                    "l10n_pl_infakt_live_after_confirm", invoice)
+
+    def test_live_update_of_the_sale_order(self):
+        order = self.create_order()
+        invoice = self.invoice_order(order)
+        self.start_tour_with_engine(f"/odoo/action-sale.action_orders/{order.id}",
+                                    "l10n_pl_infakt_live_order", invoice)
+        self.assertEqual(order.infakt_state, "ok")
+
+    def test_live_update_of_the_documents_list(self):
+        invoice = self.invoice_order(self.create_order())
+        self.start_tour_with_engine("/odoo/action-l10n_pl_infakt.infakt_document_action",
+                                    "l10n_pl_infakt_live_documents", invoice)
 
     def test_send_print_with_the_infakt_pdf(self):
         invoice = self.invoice_order(self.create_order())

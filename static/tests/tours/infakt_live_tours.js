@@ -40,6 +40,55 @@ async function waitForParam(key, timeout = 60000) {
     throw new Error(`Tour: ${key} never came`);
 }
 
+/**
+ * Once ``trigger`` shows the document waiting: let the Python test move it (sender, processor),
+ * then give the bus messages the server wrote to the live status service, as the bus would.
+ */
+function inFaktAnswersStep(trigger) {
+    return {
+        content: "inFakt answers meanwhile (the Python test); the server's bus messages arrive",
+        trigger,
+        async run() {
+            await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
+                model: "ir.config_parameter",
+                method: "set_param",
+                args: [LIVE_GO_PARAM, "1"],
+                kwargs: {},
+            });
+            const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
+            if (!messages.length) {
+                throw new Error("Tour: the server sent no bus message");
+            }
+            const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
+            for (const payload of messages) {
+                live.deliver(payload);
+            }
+        },
+    };
+}
+
+function markNoReload() {
+    return {
+        content: "Mark the page (lost on a reload)",
+        trigger: "body",
+        run() {
+            window.infaktTourNoReload = true;
+        },
+    };
+}
+
+function checkNoReload() {
+    return {
+        content: "The page was not reloaded",
+        trigger: "body",
+        run() {
+            if (!window.infaktTourNoReload) {
+                throw new Error("Tour: the page was reloaded");
+            }
+        },
+    };
+}
+
 // -------------------------------------------------------------------------------------------
 // a. Confirm an invoice: "on its way", then Done without a reload
 // -------------------------------------------------------------------------------------------
@@ -66,24 +115,7 @@ tours.add("l10n_pl_infakt_live_after_confirm", {
             content: "Posting queued it for inFakt",
             trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
         },
-        {
-            content: "inFakt sends it meanwhile (the Python test); its bus messages arrive",
-            trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
-            async run() {
-                // The invoice is shown "on its way": now inFakt may answer.
-                await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
-                    model: "ir.config_parameter",
-                    method: "set_param",
-                    args: [LIVE_GO_PARAM, "1"],
-                    kwargs: {},
-                });
-                const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
-                const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
-                for (const payload of messages) {
-                    live.deliver(payload);
-                }
-            },
-        },
+        inFaktAnswersStep(".o_form_view .alert-info:contains(on its way to inFakt)"),
         {
             content: "The invoice shows Done by itself",
             trigger:
@@ -142,5 +174,44 @@ tours.add("l10n_pl_infakt_send_print_pdf", {
             content: "The e-mail with inFakt's PDF is in the history",
             trigger: "body:not(:has(.modal)) .o-mail-Message .o-mail-AttachmentCard:contains(inFakt)",
         },
+    ],
+});
+
+// -------------------------------------------------------------------------------------------
+// c. The sale order and the Documents list follow the document too
+// -------------------------------------------------------------------------------------------
+tours.add("l10n_pl_infakt_live_order", {
+    steps: () => [
+        markNoReload(),
+        {
+            content: "The order's inFakt tab",
+            trigger: ".o_notebook .nav-link:contains(inFakt)",
+            run: "click",
+        },
+        {
+            content: "Nothing in inFakt yet",
+            trigger: ".o_form_view .o_field_widget[name=infakt_state]:not(:contains(Sent)):not(:visible)",
+        },
+        inFaktAnswersStep(".o_form_view .o_notebook .nav-link.active:contains(inFakt)"),
+        {
+            content: "The order shows its invoice sent, with inFakt's PDF, by itself",
+            trigger: ".o_form_view .o_field_widget[name=infakt_state]:contains(Sent to inFakt)",
+        },
+        {
+            trigger: ".o_form_view .o_field_widget[name=infakt_invoice_attachment_ids]:contains(inFakt)",
+        },
+        checkNoReload(),
+    ],
+});
+
+tours.add("l10n_pl_infakt_live_documents", {
+    steps: () => [
+        markNoReload(),
+        inFaktAnswersStep(".o_list_view .o_data_row .o_field_widget[name=state]:contains(To send)"),
+        {
+            content: "The Documents list shows it done by itself",
+            trigger: ".o_list_view .o_data_row .o_field_widget[name=state]:contains(Done)",
+        },
+        checkNoReload(),
     ],
 });
