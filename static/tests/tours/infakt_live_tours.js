@@ -3,11 +3,11 @@
  * Browser tests of the live status and of Send & Print with inFakt's PDF (run by
  * tests/test_tours_live.py against the inFakt simulator).
  *
- * Odoo refuses websockets in test mode, so the bus cannot carry the server's message to the
- * browser: the Python test moves the document (sender, processor) while the tour waits on the
- * invoice, and hands over the bus messages the server wrote; the tour gives them to the live
- * status service exactly as the bus would. Everything after the transport is real: the open form
- * reads its record again, without a page reload.
+ * Odoo refuses websockets in test mode: the Python test moves the document (sender, processor)
+ * while the tour waits on the screen, then the tour reads the bus messages of this user the way
+ * the bus does without a websocket (/websocket/peek_notifications: the user's channels, built by
+ * the server) and gives them to the live status service as the bus would. Only the transport is
+ * replaced: the open view reads its record(s) again, without a page reload.
  */
 
 import { rpc } from "@web/core/network/rpc";
@@ -16,7 +16,8 @@ import { registry } from "@web/core/registry";
 const tours = registry.category("web_tour.tours");
 
 // Shared with tests/test_tours_live.py.
-const LIVE_MESSAGES_PARAM = "l10n_pl_infakt.tour_live_messages";
+const LIVE_DONE_PARAM = "l10n_pl_infakt.tour_live_done";
+const NOTIFICATION_TYPE = "l10n_pl_infakt/documents_changed";
 const LIVE_GO_PARAM = "l10n_pl_infakt.tour_live_go";
 
 function getParam(key) {
@@ -55,9 +56,17 @@ function inFaktAnswersStep(trigger) {
                 args: [LIVE_GO_PARAM, "1"],
                 kwargs: {},
             });
-            const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
+            const last = parseInt(await waitForParam(LIVE_DONE_PARAM));
+            const { notifications } = await rpc("/websocket/peek_notifications", {
+                channels: [],
+                last,
+                is_first_poll: true,
+            });
+            const messages = notifications
+                .filter(({ message }) => message.type === NOTIFICATION_TYPE)
+                .map(({ message }) => message.payload);
             if (!messages.length) {
-                throw new Error("Tour: the server sent no bus message");
+                throw new Error("Tour: no bus message for this user");
             }
             const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
             for (const payload of messages) {
