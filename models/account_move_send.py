@@ -98,7 +98,8 @@ class AccountMoveSend(models.AbstractModel):
                 "res_field": "invoice_pdf_report_file",
             }
         if rendered:
-            super()._prepare_invoice_pdf_report(rendered)
+            return super()._prepare_invoice_pdf_report(rendered)
+        return None
 
     @api.model
     def _get_alerts(self, moves, moves_data):

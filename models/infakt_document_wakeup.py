@@ -3,7 +3,7 @@ import threading
 import time
 
 import odoo
-from odoo import api, models
+from odoo import api, fields, models
 from odoo.tools import SQL, config
 
 from odoo.addons.base.models.ir_cron import ODOO_NOTIFY_FUNCTION
@@ -13,6 +13,9 @@ _logger = logging.getLogger(__name__)
 # How long the wake-up waits for the registry to be ready (a large database loads slowly).
 READY_TIMEOUT = 600.0
 READY_POLL = 0.2
+# The NOTIFY again while documents wait for the sender (cron workers forked after it).
+REPEAT_COUNT = 5
+REPEAT_INTERVAL = 2.0
 
 
 def notify_crons_when_ready(dbname, timeout=READY_TIMEOUT):
@@ -21,7 +24,9 @@ def notify_crons_when_ready(dbname, timeout=READY_TIMEOUT):
     A cron thread of a threaded server first waits SLEEP_INTERVAL (60 s) for a NOTIFY on
     'cron_trigger' before its first look at the jobs, and ignores a registry that is not ready
     yet: a trigger made while the registry loads wakes it too early. So the NOTIFY waits for the
-    registry (on Odoo's 'postgres' connection, where the cron threads LISTEN)."""
+    registry (on Odoo's 'postgres' connection, where the cron threads LISTEN). A prefork server
+    forks its cron workers after loading the registry: the NOTIFY is repeated, a few times at
+    most, until the sender took the waiting documents."""
     deadline = time.monotonic() + timeout
     while True:
         registry = odoo.modules.registry.Registry.registries.get(dbname)
@@ -30,11 +35,23 @@ def notify_crons_when_ready(dbname, timeout=READY_TIMEOUT):
         if time.monotonic() > deadline:
             return False
         time.sleep(READY_POLL)
-    with odoo.sql_db.db_connect("postgres").cursor() as cr:
-        cr.execute(SQL("SELECT %s('cron_trigger', %s)", SQL.identifier(ODOO_NOTIFY_FUNCTION),
-                       dbname))
-    _logger.info("inFakt: documents waiting at start, scheduled actions woken up")
+    for _attempt in range(REPEAT_COUNT):
+        with odoo.sql_db.db_connect("postgres").cursor() as cr:
+            cr.execute(SQL("SELECT %s('cron_trigger', %s)",
+                           SQL.identifier(ODOO_NOTIFY_FUNCTION), dbname))
+        time.sleep(REPEAT_INTERVAL)
+        if not _documents_waiting(dbname):
+            break
+    _logger.info("inFakt: documents were waiting at start, scheduled actions woken up")
     return True
+
+
+def _documents_waiting(dbname):
+    with odoo.sql_db.db_connect(dbname).cursor() as cr:
+        cr.execute(SQL("SELECT EXISTS(SELECT 1 FROM infakt_document WHERE state = 'to_send' "
+                       "AND (next_attempt_at IS NULL OR next_attempt_at <= %s))",
+                       fields.Datetime.now()))
+        return cr.fetchone()[0]
 
 
 class InfaktDocumentWakeup(models.AbstractModel):

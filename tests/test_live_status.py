@@ -7,7 +7,7 @@ import time
 
 import odoo
 from odoo import Command, fields
-from odoo.tests import new_test_user, tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..models.infakt_document_live import NOTIFICATION_TYPE, SUBCHANNEL
 from ..models.infakt_document_wakeup import notify_crons_when_ready
@@ -98,7 +98,8 @@ class TestLiveStatus(InfaktCommon):
         self.assertEqual(channels, [self.company_channel(self.company)])
 
         Live = self.env["infakt.document.live"]
-        accountant = new_test_user(self.env, "live_accountant", groups="account.group_account_invoice",
+        accountant = new_test_user(self.env, "live_accountant",
+                                   groups="account.group_account_invoice",
                                    company_id=self.company.id,
                                    company_ids=[Command.set(self.company.ids)])
         both = new_test_user(self.env, "live_both", groups="base.group_user",
@@ -142,7 +143,8 @@ class TestLiveStatus(InfaktCommon):
         # Odoo's cron threads LISTEN on the 'postgres' database: so does this test.
         with odoo.sql_db.db_connect("postgres").cursor() as cr:
             cr.execute("LISTEN cron_trigger")
-            cr.commit()
+            # LISTEN takes effect at commit (a connection of its own, not the test's).
+            cr.commit()  # pylint: disable=invalid-commit
             self.assertFalse(notify_crons_when_ready("no_such_database", timeout=0.3),
                              "never ready: no wake-up")
             self.assertTrue(notify_crons_when_ready(dbname, timeout=5))
@@ -155,3 +157,37 @@ class TestLiveStatus(InfaktCommon):
                 payloads += [n.payload for n in connection.notifies]
                 connection.notifies.clear()
             self.assertIn(dbname, payloads)
+
+
+@tagged("post_install", "-at_install")
+class TestLiveStatusDelivery(InfaktCommon, HttpCase):
+    """The messages as Odoo's bus delivers them to each user (its channels built by the server,
+    as for the websocket; /websocket/peek_notifications is the same path without one)."""
+
+    def received(self, login, last):
+        self.authenticate(login, login)
+        result = self.make_jsonrpc_request(
+            "/websocket/peek_notifications", {"channels": [], "last": last, "is_first_poll": True})
+        return [n["message"]["payload"] for n in result["notifications"]
+                if n["message"]["type"] == NOTIFICATION_TYPE]
+
+    def test_only_the_company_users_receive_it(self):
+        other_company = self.env["res.company"].create({"name": "Inna Firma"})
+        new_test_user(self.env, "live_accountant", groups="account.group_account_invoice",
+                      company_id=self.company.id, company_ids=[Command.set(self.company.ids)])
+        new_test_user(self.env, "live_other", groups="account.group_account_invoice",
+                      company_id=other_company.id, company_ids=[Command.set(other_company.ids)])
+        new_test_user(self.env, "live_portal", groups="base.group_portal",
+                      company_id=self.company.id, company_ids=[Command.set(self.company.ids)])
+        invoice = self.invoice_order(self.create_order())
+        self.env.cr.precommit.run()
+        last = self.env["bus.bus"].sudo().search([], order="id desc", limit=1).id
+        invoice.infakt_document_id._infakt_to_error("Refused")
+        self.env.cr.precommit.run()
+
+        received = self.received("live_accountant", last)
+        self.assertEqual(len(received), 1)
+        self.assertEqual(received[0]["documents"][0]["move_id"], invoice.id)
+        self.assertEqual(received[0]["documents"][0]["state"], "error")
+        self.assertFalse(self.received("live_other", last), "another company's user")
+        self.assertFalse(self.received("live_portal", last), "a customer")

@@ -13,10 +13,24 @@ const OUTCOMES = {
     }),
 };
 
+/** Buttons that hand the document to inFakt's scheduled actions: what the user is told. */
+const ACTIONS = {
+    action_infakt_send: "sent",
+    action_infakt_send_again: "sent",
+    action_send_again: "sent",
+    action_infakt_check: "check",
+    action_check_in_infakt: "check",
+};
+const ACKNOWLEDGEMENTS = {
+    sent: () => _t("On its way to inFakt: the result appears here in a few seconds."),
+    check: () => _t("Checking in inFakt: the result appears here in a few seconds."),
+};
+
 patch(FormController.prototype, {
     setup() {
         super.setup(...arguments);
-        if (!MATCHERS[this.props.resModel]) {
+        // Not in environments without the service (e.g. other modules' unit tests).
+        if (!MATCHERS[this.props.resModel] || !this.env.services.l10n_pl_infakt_live) {
             return;
         }
         this.infaktLive = useService("l10n_pl_infakt_live");
@@ -25,6 +39,20 @@ patch(FormController.prototype, {
         useBus(this.infaktLive.bus, "documents_changed", ({ detail }) =>
             this.infaktFollow(detail)
         );
+    },
+
+    async afterExecuteActionButton(clickParams) {
+        const result = await super.afterExecuteActionButton(...arguments);
+        const kind = this.infaktLive && ACTIONS[clickParams.name];
+        if (kind) {
+            const data = this.model.root.data;
+            const state = "infakt_state" in data ? data.infakt_state : data.state;
+            // An action that was refused left the document where it was (and said why).
+            if (kind === "check" || ["to_send", "sending"].includes(state)) {
+                this.infaktNotification.add(ACKNOWLEDGEMENTS[kind](), { type: "info" });
+            }
+        }
+        return result;
     },
 
     /** Read the record again when its document moved, unless the user is changing it. */

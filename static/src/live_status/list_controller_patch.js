@@ -7,7 +7,8 @@ import { MATCHERS } from "./live_status_service";
 patch(ListController.prototype, {
     setup() {
         super.setup(...arguments);
-        if (!MATCHERS[this.props.resModel]) {
+        // Not in environments without the service (e.g. other modules' unit tests).
+        if (!MATCHERS[this.props.resModel] || !this.env.services.l10n_pl_infakt_live) {
             return;
         }
         this.infaktLive = useService("l10n_pl_infakt_live");

@@ -3,11 +3,11 @@
  * Browser tests of the live status and of Send & Print with inFakt's PDF (run by
  * tests/test_tours_live.py against the inFakt simulator).
  *
- * Odoo refuses websockets in test mode, so the bus cannot carry the server's message to the
- * browser: the Python test moves the document (sender, processor) while the tour waits on the
- * invoice, and hands over the bus messages the server wrote; the tour gives them to the live
- * status service exactly as the bus would. Everything after the transport is real: the open form
- * reads its record again, without a page reload.
+ * Odoo refuses websockets in test mode: the Python test moves the document (sender, processor)
+ * while the tour waits on the screen, then the tour reads the bus messages of this user the way
+ * the bus does without a websocket (/websocket/peek_notifications: the user's channels, built by
+ * the server) and gives them to the live status service as the bus would. Only the transport is
+ * replaced: the open view reads its record(s) again, without a page reload.
  */
 
 import { rpc } from "@web/core/network/rpc";
@@ -16,7 +16,8 @@ import { registry } from "@web/core/registry";
 const tours = registry.category("web_tour.tours");
 
 // Shared with tests/test_tours_live.py.
-const LIVE_MESSAGES_PARAM = "l10n_pl_infakt.tour_live_messages";
+const LIVE_DONE_PARAM = "l10n_pl_infakt.tour_live_done";
+const NOTIFICATION_TYPE = "l10n_pl_infakt/documents_changed";
 const LIVE_GO_PARAM = "l10n_pl_infakt.tour_live_go";
 
 function getParam(key) {
@@ -38,6 +39,63 @@ async function waitForParam(key, timeout = 60000) {
         await new Promise((resolve) => setTimeout(resolve, 300));
     }
     throw new Error(`Tour: ${key} never came`);
+}
+
+/**
+ * Once ``trigger`` shows the document waiting: let the Python test move it (sender, processor),
+ * then give the bus messages the server wrote to the live status service, as the bus would.
+ */
+function inFaktAnswersStep(trigger) {
+    return {
+        content: "inFakt answers meanwhile (the Python test); the server's bus messages arrive",
+        trigger,
+        async run() {
+            await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
+                model: "ir.config_parameter",
+                method: "set_param",
+                args: [LIVE_GO_PARAM, "1"],
+                kwargs: {},
+            });
+            const last = parseInt(await waitForParam(LIVE_DONE_PARAM));
+            const { notifications } = await rpc("/websocket/peek_notifications", {
+                channels: [],
+                last,
+                is_first_poll: true,
+            });
+            const messages = notifications
+                .filter(({ message }) => message.type === NOTIFICATION_TYPE)
+                .map(({ message }) => message.payload);
+            if (!messages.length) {
+                throw new Error("Tour: no bus message for this user");
+            }
+            const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
+            for (const payload of messages) {
+                live.deliver(payload);
+            }
+        },
+    };
+}
+
+function markNoReload() {
+    return {
+        content: "Mark the page (lost on a reload)",
+        trigger: "body",
+        run() {
+            window.infaktTourNoReload = true;
+        },
+    };
+}
+
+function checkNoReload() {
+    return {
+        content: "The page was not reloaded",
+        trigger: "body",
+        run() {
+            if (!window.infaktTourNoReload) {
+                throw new Error("Tour: the page was reloaded");
+            }
+        },
+    };
 }
 
 // -------------------------------------------------------------------------------------------
@@ -66,24 +124,7 @@ tours.add("l10n_pl_infakt_live_after_confirm", {
             content: "Posting queued it for inFakt",
             trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
         },
-        {
-            content: "inFakt sends it meanwhile (the Python test); its bus messages arrive",
-            trigger: ".o_form_view .alert-info:contains(on its way to inFakt)",
-            async run() {
-                // The invoice is shown "on its way": now inFakt may answer.
-                await rpc("/web/dataset/call_kw/ir.config_parameter/set_param", {
-                    model: "ir.config_parameter",
-                    method: "set_param",
-                    args: [LIVE_GO_PARAM, "1"],
-                    kwargs: {},
-                });
-                const messages = JSON.parse(await waitForParam(LIVE_MESSAGES_PARAM));
-                const live = odoo.__WOWL_DEBUG__.root.env.services.l10n_pl_infakt_live;
-                for (const payload of messages) {
-                    live.deliver(payload);
-                }
-            },
-        },
+        inFaktAnswersStep(".o_form_view .alert-info:contains(on its way to inFakt)"),
         {
             content: "The invoice shows Done by itself",
             trigger:
@@ -142,5 +183,44 @@ tours.add("l10n_pl_infakt_send_print_pdf", {
             content: "The e-mail with inFakt's PDF is in the history",
             trigger: "body:not(:has(.modal)) .o-mail-Message .o-mail-AttachmentCard:contains(inFakt)",
         },
+    ],
+});
+
+// -------------------------------------------------------------------------------------------
+// c. The sale order and the Documents list follow the document too
+// -------------------------------------------------------------------------------------------
+tours.add("l10n_pl_infakt_live_order", {
+    steps: () => [
+        markNoReload(),
+        {
+            content: "The order's inFakt tab",
+            trigger: ".o_notebook .nav-link:contains(inFakt)",
+            run: "click",
+        },
+        {
+            content: "Nothing in inFakt yet",
+            trigger: ".o_form_view .o_field_widget[name=infakt_state]:not(:contains(Sent)):not(:visible)",
+        },
+        inFaktAnswersStep(".o_form_view .o_notebook .nav-link.active:contains(inFakt)"),
+        {
+            content: "The order shows its invoice sent, with inFakt's PDF, by itself",
+            trigger: ".o_form_view .o_field_widget[name=infakt_state]:contains(Sent to inFakt)",
+        },
+        {
+            trigger: ".o_form_view .o_field_widget[name=infakt_invoice_attachment_ids]:contains(inFakt)",
+        },
+        checkNoReload(),
+    ],
+});
+
+tours.add("l10n_pl_infakt_live_documents", {
+    steps: () => [
+        markNoReload(),
+        inFaktAnswersStep(".o_list_view .o_data_row .o_field_widget[name=state]:contains(To send)"),
+        {
+            content: "The Documents list shows it done by itself",
+            trigger: ".o_list_view .o_data_row .o_field_widget[name=state]:contains(Done)",
+        },
+        checkNoReload(),
     ],
 });
