@@ -30,6 +30,9 @@
         "views/infakt_menus.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "l10n_pl_infakt/static/src/reconciliation/**/*",
+        ],
         "web.assets_tests": [
             "l10n_pl_infakt/static/tests/tours/**/*",
         ],
