@@ -27,3 +27,4 @@ from . import sale_order
 from . import product_template
 from . import infakt_reconciliation
 from . import infakt_reconciliation_match
+from . import infakt_reconciliation_fix

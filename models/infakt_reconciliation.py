@@ -167,7 +167,7 @@ class InfaktReconciliationLine(models.Model):
     fixed = fields.Boolean(readonly=True, help="The action of this row was done.")
 
     def _service(self):
-        return self.env["infakt.reconciliation.match"]
+        return self.env["infakt.reconciliation.fix"]
 
     def action_send(self):
         """Missing in inFakt: queue the invoice (or send it again after an error)."""

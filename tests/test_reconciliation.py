@@ -2,12 +2,14 @@
 period side by side with inFakt's documents of the period (read page by page from the
 simulator within the read limit), each kind of difference, and the action that fixes it."""
 
+import requests
+
 from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from ..infakt_api import payload as P
-from .common import InfaktCommon
+from .common import API_KEY, InfaktCommon
 from .test_tours import NEW_BANK_ACCOUNT
 
 DATE_FROM = "2026-10-01"
@@ -205,6 +207,24 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertEqual(invoice.infakt_document_ids, document)
         with self.assertRaises(UserError):
             line.action_send()  # already on its way
+
+    def test_deleted_in_infakt_is_looked_up_then_sent_again(self):
+        invoice = self.make_invoice(100)
+        document = self.send_and_complete(invoice)
+        self.assertEqual(document.state, "done")
+        response = requests.delete(
+            f"{self.simulator.base_url}/invoices/{document.infakt_uuid}.json",
+            headers={"X-inFakt-ApiKey": API_KEY}, timeout=5)
+        self.assertEqual(response.status_code, 204)
+        record, _runs = self.reconcile()
+        line = self.line(record, "missing_in_infakt", invoice.name)
+        self.assertEqual((line.fix, line.document_id), ("look_up", document))
+        line.action_look_up()
+        self.assertEqual(document.state, "cancelled")
+        self.assertEqual(line.fix, "send")
+        line.action_send()
+        self.assertEqual(invoice.infakt_document_id.state, "to_send")
+        self.assertNotEqual(invoice.infakt_document_id, document)
 
     def test_rate_limited_by_infakt_pauses_and_goes_on(self):
         """inFakt answers 429 (its limit is lower than the account says): the reads pause and
