@@ -51,13 +51,17 @@ class InfaktReconciliationMatch(models.AbstractModel):
                 record = self._pick()
                 if not record:
                     break
+                # The rows are written in the language of who made the reconciliation.
+                service = self.with_context(lang=record.create_uid.lang
+                                            or record.company_id.partner_id.lang
+                                            or self.env.lang)
                 try:
-                    self._advance(record, run)  # commits after each page
+                    service._advance(record.with_env(service.env), run)  # commits per page
                 except Exception as error:  # noqa: BLE001 - said on the record, not a crash loop
                     _logger.exception("inFakt: reconciliation %s failed", record.id)
                     run.rollback()
-                    self._fail(record, self.env._("The reconciliation stopped on an error: %s",
-                                                  error))
+                    service._fail(record, service.env._(
+                        "The reconciliation stopped on an error: %s", error))
                 run.commit()
                 if record.state == "running":
                     break
@@ -87,8 +91,6 @@ class InfaktReconciliationMatch(models.AbstractModel):
     # ------------------------------------------------------------------------------------
     @api.model
     def _advance(self, record, run):
-        record = record.with_context(lang=record.account_id.company_id.partner_id.lang
-                                     or self.env.lang)
         try:
             client = run.client_for(record.account_id)
         except InfaktStop as stop:

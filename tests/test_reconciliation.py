@@ -239,6 +239,20 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertGreater(runs, 1)
         self.assertEqual(record.count_only_in_infakt, 3)
 
+    def test_rows_in_the_language_of_the_accountant(self):
+        self.env["res.lang"]._activate_lang("pl_PL")
+        self.env["ir.module.module"]._load_module_terms(["l10n_pl_infakt"], ["pl_PL"],
+                                                       overwrite=True)
+        self.env.user.lang = "pl_PL"
+        self.infakt_account.auto_send = False
+        invoice = self.make_invoice(100)
+        record, _runs = self.reconcile()
+        line = self.line(record, "missing_in_infakt", invoice.name)
+        self.assertEqual(line.note, "Brak w inFakt: wyślij ją.")
+        polish = line.with_context(lang="pl_PL")
+        labels = dict(polish._fields["kind"]._description_selection(polish.env))
+        self.assertEqual(labels["missing_in_infakt"], "Brak w inFakt")
+
     def test_failure_is_said_on_the_record(self):
         self.simulator.configure(api_keys=["another-key"])
         record = self.env["infakt.reconciliation"].create({
