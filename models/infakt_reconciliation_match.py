@@ -20,6 +20,9 @@ KEPT_KEYS = ("uuid", "id", "number", "invoice_date", "currency", "net_price", "t
 # Temporary failures (inFakt unreachable) tolerated before a reconciliation fails.
 MAX_FAILURES = 5
 RETRY_SECONDS = 30
+# Share of the progress bar taken by the list calls (the rest: documents read one by one).
+LIST_SHARE = 80.0
+DETAILS_PER_COMMIT = 20
 KIND_SEQUENCE = {kind: index for index, (kind, _label) in enumerate(LINE_KINDS)}
 
 
@@ -113,7 +116,8 @@ class InfaktReconciliationMatch(models.AbstractModel):
             self._keep_page(record, cursor, kind, rows, next_offset, last, total)
             run.commit()
             cursor = dict(record.cursor)
-        self._match(record)
+        if self._read_details(record, client, run):
+            self._match(record)
         return None
 
     @api.model
@@ -135,8 +139,57 @@ class InfaktReconciliationMatch(models.AbstractModel):
             "remote_rows": kept,
             "pages_read": record.pages_read + 1,
             "infakt_read_count": len(kept),
-            "progress": min(99.0, 100.0 * (index + min(1.0, fraction)) / len(KINDS)),
+            "progress": LIST_SHARE * (index + min(1.0, fraction)) / len(KINDS),
         })
+
+    @api.model
+    def _details_needed(self, record):
+        """The listed documents linked in Odoo whose KSeF state the list did not give, where
+        KSeF goes through inFakt: inFakt's lists leave ``ksef_data`` out (recorded list
+        examples), so each is read on its own."""
+        rows = [row for row in record.remote_rows or [] if not row.get("ksef_known")]
+        documents = self.env["infakt.document"].sudo().search(
+            [("infakt_uuid", "in", [row.get("uuid") for row in rows]),
+             ("state", "!=", "cancelled")])
+        relevant = {document.infakt_uuid for document in documents
+                    if document.account_id.send_to_ksef or document.ksef_state != "none"}
+        return [row["uuid"] for row in rows if row.get("uuid") in relevant]
+
+    @api.model
+    def _read_details(self, record, client, run):
+        """Read the documents of :meth:`_details_needed` one by one (resumable); True when
+        all are read."""
+        cursor = dict(record.cursor)
+        if "details" not in cursor:
+            cursor.update(details=self._details_needed(record), detail=0)
+        rows = {row.get("uuid"): row for row in record.remote_rows or []}
+        todo = cursor["details"]
+        while cursor["detail"] < len(todo) and not run.expired():
+            row = rows[todo[cursor["detail"]]]
+            try:
+                remote = client.get_document(row["uuid"], kind=row["kind"])
+            except infakt_errors.InfaktNotFound:
+                remote = None  # deleted meanwhile: compared as listed
+            except infakt_errors.InfaktError as error:
+                record.write({"remote_rows": list(rows.values()), "cursor": cursor})
+                self._read_failed(record, cursor, error, run)  # keeps the cursor
+                return False
+            if remote is not None:
+                row.update(ksef_data=remote.get("ksef_data"),
+                           ksef_number=remote.get("ksef_number"), ksef_known=True)
+            cursor["detail"] += 1
+            if cursor["detail"] % DETAILS_PER_COMMIT == 0:
+                self._save_details(record, rows, cursor)
+                run.commit()
+        self._save_details(record, rows, cursor)
+        run.commit()
+        return cursor["detail"] >= len(todo)
+
+    @api.model
+    def _save_details(self, record, rows, cursor):
+        share = (cursor["detail"] / len(cursor["details"])) if cursor["details"] else 1.0
+        record.write({"cursor": dict(cursor, failures=0), "remote_rows": list(rows.values()),
+                      "progress": min(99.0, LIST_SHARE + (99.0 - LIST_SHARE) * share)})
 
     @api.model
     def _read_failed(self, record, cursor, error, run):

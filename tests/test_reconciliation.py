@@ -109,7 +109,13 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.make_in_infakt("R/1/11/2026", "2026-11-02")
         self.make_in_infakt(collision.name, "2026-10-10")
 
+        # KSeF goes through inFakt: inFakt's lists do not carry the KSeF state, so the linked
+        # documents are read one by one.
+        self.infakt_account.send_to_ksef = True
         record, _runs = self.reconcile(page_size=2)
+        self.infakt_account.send_to_ksef = False
+        self.assertTrue(self.sim_requests(
+            "GET", f"/invoices/{ksef.infakt_document_id.infakt_uuid}.json"))
 
         # Pages of 2 rows: the invoices took several list calls, each kind was read.
         self.assertGreaterEqual(record.pages_read, 7)
