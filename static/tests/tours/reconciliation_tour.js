@@ -115,7 +115,18 @@ tours.add("l10n_pl_infakt_reconcile_fix", {
             trigger: `.o_searchview .o_facet_value:contains(Only in inFakt)`,
         },
         {
-            trigger: `.o_list_view .o_data_row:contains(${ONLY_IN_INFAKT})`,
+            content: "Select the rows to export them",
+            trigger: `.o_list_view .o_data_row:contains(${ONLY_IN_INFAKT}) .o_list_record_selector input`,
+            run: "click",
+        },
+        {
+            content: "The Action menu",
+            trigger: ".o_control_panel .o_cp_action_menus button",
+            run: "click",
+        },
+        {
+            content: "offers Export",
+            trigger: ".o-dropdown--menu .o-dropdown-item:contains(Export)",
         },
     ],
 });
