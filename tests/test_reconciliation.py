@@ -232,6 +232,25 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertEqual(invoice.infakt_document_id.state, "to_send")
         self.assertNotEqual(invoice.infakt_document_id, document)
 
+    def test_credit_note_only_in_infakt_is_linked(self):
+        invoice = self.make_invoice(100)
+        credit_note = invoice._reverse_moves([{"invoice_date": "2026-10-20"}])
+        credit_note.invoice_line_ids.price_unit = 40
+        credit_note.action_post()
+        self.send_and_complete(invoice | credit_note)
+        uuid = credit_note.infakt_document_id.infakt_uuid
+        self.assertTrue(uuid)
+        credit_note.infakt_document_id.unlink()
+        record, _runs = self.reconcile()
+        line = self.line(record, "only_in_infakt", credit_note.name)
+        self.assertEqual((line.fix, line.infakt_kind, line.odoo_total), ("link", "corrective",
+                                                                          -49.2))
+        line.action_link()
+        document = credit_note.infakt_document_id
+        self.assertEqual((document.state, document.infakt_uuid, document.document_type),
+                         ("done", uuid, "correction"))
+        self.assertEqual(len(self.sim_correctives()), 1)
+
     def test_rate_limited_by_infakt_pauses_and_goes_on(self):
         """inFakt answers 429 (its limit is lower than the account says): the reads pause and
         the reconciliation goes on in the next runs, where it stopped."""
