@@ -222,12 +222,19 @@ class InfaktReconciliationMatch(models.AbstractModel):
     # ------------------------------------------------------------------------------------
     @api.model
     def _period_moves(self, record):
-        journals = record.account_id.sudo().series_ids.journal_id
-        return self.env["account.move"].sudo().search([
-            ("company_id", "=", record.company_id.id), ("journal_id", "in", journals.ids),
+        """Posted invoices and credit notes of the period in the account's series (a journal
+        may send its invoices and its credit notes through different accounts)."""
+        series = record.account_id.sudo().series_ids
+        types = {"invoice": "out_invoice", "correction": "out_refund"}
+        pairs = {(line.journal_id.id, types[line.document_type]) for line in series
+                 if line.document_type in types}
+        moves = self.env["account.move"].sudo().search([
+            ("company_id", "=", record.company_id.id),
+            ("journal_id", "in", series.journal_id.ids),
             ("move_type", "in", ("out_invoice", "out_refund")), ("state", "=", "posted"),
             ("invoice_date", ">=", record.date_from), ("invoice_date", "<=", record.date_to),
         ], order="invoice_date, name, id")
+        return moves.filtered(lambda move: (move.journal_id.id, move.move_type) in pairs)
 
     @api.model
     def _match(self, record):
