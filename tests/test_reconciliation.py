@@ -251,6 +251,23 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
                          ("done", uuid, "correction"))
         self.assertEqual(len(self.sim_correctives()), 1)
 
+    def test_only_the_series_of_the_account(self):
+        """The journal's credit notes go through another inFakt account: they are not part
+        of this account's month."""
+        self.infakt_account.series_ids.filtered(
+            lambda series: series.document_type == "correction").unlink()
+        self.env["infakt.account"].create({
+            "name": "inFakt korekty", "company_id": self.company.id, "environment": "custom",
+            "api_url": self.simulator.base_url, "api_key": API_KEY, "auto_send": False,
+            "series_ids": [Command.create({"journal_id": self.journal.id,
+                                           "document_type": "correction"})]})
+        self.infakt_account.auto_send = False
+        invoice = self.make_invoice(100)
+        credit_note = invoice._reverse_moves([{"invoice_date": "2026-10-20"}])
+        credit_note.action_post()
+        record, _runs = self.reconcile()
+        self.assertEqual(record.line_ids.move_id, invoice)
+
     def test_rate_limited_by_infakt_pauses_and_goes_on(self):
         """inFakt answers 429 (its limit is lower than the account says): the reads pause and
         the reconciliation goes on in the next runs, where it stopped."""
