@@ -30,3 +30,4 @@ from . import infakt_document_wakeup
 from . import ir_websocket
 from . import infakt_reconciliation
 from . import infakt_reconciliation_match
+from . import infakt_reconciliation_fix

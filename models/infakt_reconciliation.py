@@ -33,7 +33,7 @@ class InfaktReconciliation(models.Model):
     _check_company_auto = True
 
     name = fields.Char(string="Period", compute="_compute_name", store=True)
-    account_id = fields.Many2one("infakt.account", required=True, string="Account",
+    account_id = fields.Many2one("infakt.account", required=True,
                                  ondelete="cascade", check_company=True,
                                  default=lambda self: self._default_account())
     company_id = fields.Many2one("res.company", related="account_id.company_id", store=True,
@@ -167,7 +167,7 @@ class InfaktReconciliationLine(models.Model):
     fixed = fields.Boolean(readonly=True, help="The action of this row was done.")
 
     def _service(self):
-        return self.env["infakt.reconciliation.match"]
+        return self.env["infakt.reconciliation.fix"]
 
     def action_send(self):
         """Missing in inFakt: queue the invoice (or send it again after an error)."""

@@ -2,7 +2,6 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from ..infakt_api import errors as infakt_errors
@@ -18,11 +17,12 @@ KEPT_KEYS = ("uuid", "id", "number", "invoice_date", "currency", "net_price", "t
              "gross_price", "advance_price", "previous_advances", "client_tax_code",
              "client_company_name", "client_first_name", "client_last_name", "ksef_number",
              "ksef_data", "status")
-# inFakt's web application, where a person finds a document by its number.
-APP_URLS = {"production": "https://app.infakt.pl", "sandbox": "https://app.sandbox-infakt.pl"}
 # Temporary failures (inFakt unreachable) tolerated before a reconciliation fails.
 MAX_FAILURES = 5
 RETRY_SECONDS = 30
+# Share of the progress bar taken by the list calls (the rest: documents read one by one).
+LIST_SHARE = 80.0
+DETAILS_PER_COMMIT = 20
 KIND_SEQUENCE = {kind: index for index, (kind, _label) in enumerate(LINE_KINDS)}
 
 
@@ -54,13 +54,17 @@ class InfaktReconciliationMatch(models.AbstractModel):
                 record = self._pick()
                 if not record:
                     break
+                # The rows are written in the language of who made the reconciliation.
+                service = self.with_context(lang=record.create_uid.lang
+                                            or record.company_id.partner_id.lang
+                                            or self.env.lang)
                 try:
-                    self._advance(record, run)  # commits after each page
+                    service._advance(record.with_env(service.env), run)  # commits per page
                 except Exception as error:  # noqa: BLE001 - said on the record, not a crash loop
                     _logger.exception("inFakt: reconciliation %s failed", record.id)
                     run.rollback()
-                    self._fail(record, self.env._("The reconciliation stopped on an error: %s",
-                                                  error))
+                    service._fail(record, service.env._(
+                        "The reconciliation stopped on an error: %s", error))
                 run.commit()
                 if record.state == "running":
                     break
@@ -90,8 +94,6 @@ class InfaktReconciliationMatch(models.AbstractModel):
     # ------------------------------------------------------------------------------------
     @api.model
     def _advance(self, record, run):
-        record = record.with_context(lang=record.account_id.company_id.partner_id.lang
-                                     or self.env.lang)
         try:
             client = run.client_for(record.account_id)
         except InfaktStop as stop:
@@ -114,7 +116,8 @@ class InfaktReconciliationMatch(models.AbstractModel):
             self._keep_page(record, cursor, kind, rows, next_offset, last, total)
             run.commit()
             cursor = dict(record.cursor)
-        self._match(record)
+        if self._read_details(record, client, run):
+            self._match(record)
         return None
 
     @api.model
@@ -136,8 +139,57 @@ class InfaktReconciliationMatch(models.AbstractModel):
             "remote_rows": kept,
             "pages_read": record.pages_read + 1,
             "infakt_read_count": len(kept),
-            "progress": min(99.0, 100.0 * (index + min(1.0, fraction)) / len(KINDS)),
+            "progress": LIST_SHARE * (index + min(1.0, fraction)) / len(KINDS),
         })
+
+    @api.model
+    def _details_needed(self, record):
+        """The listed documents linked in Odoo whose KSeF state the list did not give, where
+        KSeF goes through inFakt: inFakt's lists leave ``ksef_data`` out (recorded list
+        examples), so each is read on its own."""
+        rows = [row for row in record.remote_rows or [] if not row.get("ksef_known")]
+        documents = self.env["infakt.document"].sudo().search(
+            [("infakt_uuid", "in", [row.get("uuid") for row in rows]),
+             ("state", "!=", "cancelled")])
+        relevant = {document.infakt_uuid for document in documents
+                    if document.account_id.send_to_ksef or document.ksef_state != "none"}
+        return [row["uuid"] for row in rows if row.get("uuid") in relevant]
+
+    @api.model
+    def _read_details(self, record, client, run):
+        """Read the documents of :meth:`_details_needed` one by one (resumable); True when
+        all are read."""
+        cursor = dict(record.cursor)
+        if "details" not in cursor:
+            cursor.update(details=self._details_needed(record), detail=0)
+        rows = {row.get("uuid"): row for row in record.remote_rows or []}
+        todo = cursor["details"]
+        while cursor["detail"] < len(todo) and not run.expired():
+            row = rows[todo[cursor["detail"]]]
+            try:
+                remote = client.get_document(row["uuid"], kind=row["kind"])
+            except infakt_errors.InfaktNotFound:
+                remote = None  # deleted meanwhile: compared as listed
+            except infakt_errors.InfaktError as error:
+                record.write({"remote_rows": list(rows.values()), "cursor": cursor})
+                self._read_failed(record, cursor, error, run)  # keeps the cursor
+                return False
+            if remote is not None:
+                row.update(ksef_data=remote.get("ksef_data"),
+                           ksef_number=remote.get("ksef_number"), ksef_known=True)
+            cursor["detail"] += 1
+            if cursor["detail"] % DETAILS_PER_COMMIT == 0:
+                self._save_details(record, rows, cursor)
+                run.commit()
+        self._save_details(record, rows, cursor)
+        run.commit()
+        return cursor["detail"] >= len(todo)
+
+    @api.model
+    def _save_details(self, record, rows, cursor):
+        share = (cursor["detail"] / len(cursor["details"])) if cursor["details"] else 1.0
+        record.write({"cursor": dict(cursor, failures=0), "remote_rows": list(rows.values()),
+                      "progress": min(99.0, LIST_SHARE + (99.0 - LIST_SHARE) * share)})
 
     @api.model
     def _read_failed(self, record, cursor, error, run):
@@ -170,12 +222,19 @@ class InfaktReconciliationMatch(models.AbstractModel):
     # ------------------------------------------------------------------------------------
     @api.model
     def _period_moves(self, record):
-        journals = record.account_id.sudo().series_ids.journal_id
-        return self.env["account.move"].sudo().search([
-            ("company_id", "=", record.company_id.id), ("journal_id", "in", journals.ids),
+        """Posted invoices and credit notes of the period in the account's series (a journal
+        may send its invoices and its credit notes through different accounts)."""
+        series = record.account_id.sudo().series_ids
+        types = {"invoice": "out_invoice", "correction": "out_refund"}
+        pairs = {(line.journal_id.id, types[line.document_type]) for line in series
+                 if line.document_type in types}
+        moves = self.env["account.move"].sudo().search([
+            ("company_id", "=", record.company_id.id),
+            ("journal_id", "in", series.journal_id.ids),
             ("move_type", "in", ("out_invoice", "out_refund")), ("state", "=", "posted"),
             ("invoice_date", ">=", record.date_from), ("invoice_date", "<=", record.date_to),
         ], order="invoice_date, name, id")
+        return moves.filtered(lambda move: (move.journal_id.id, move.move_type) in pairs)
 
     @api.model
     def _match(self, record):
@@ -255,6 +314,11 @@ class InfaktReconciliationMatch(models.AbstractModel):
         if remote is None:
             return dict(values, **self._missing(move, document))
         values.update(self._remote_side(remote))
+        if document:
+            # Per kind: an advance holds its down payment, a final invoice what is left to pay.
+            _pairs, total = self.env["infakt.payload"]._remote_amounts(document, remote)
+            if total is not None:
+                values["infakt_total"] = total
         kind, fix, note = self._compare(move, document, remote)
         return dict(values, kind=kind, kind_sequence=KIND_SEQUENCE[kind], fix=fix, note=note)
 
@@ -327,87 +391,3 @@ class InfaktReconciliationMatch(models.AbstractModel):
                                           "dates differ.", invoice=document.move_id.name,
                                           date=document.move_id.invoice_date))
         return values
-
-    # ------------------------------------------------------------------------------------
-    # The actions of the lines
-    # ------------------------------------------------------------------------------------
-    @api.model
-    def _fix_send(self, line):
-        move = line.move_id
-        if not move or line.kind != "missing_in_infakt":
-            raise UserError(self.env._("Only invoices missing in inFakt can be sent."))
-        document = self._active_document(move)
-        if document.state == "error":
-            document.action_send_again()
-        elif not document:
-            move.action_infakt_send()
-        else:
-            raise UserError(self.env._("%s is already on its way to inFakt.", move.name))
-        line.sudo().write({"fixed": True, "note": self.env._("Sent to inFakt.")})
-
-    @api.model
-    def _fix_link(self, line):
-        move = line.move_id
-        if not move or not line.infakt_uuid:
-            raise UserError(self.env._("This row has no inFakt document to link."))
-        document = self._active_document(move)
-        if document.state in ("sending", "processing", "done"):
-            raise UserError(self.env._(
-                "%s already has a document in inFakt or on its way there.", move.name))
-        account = line.reconciliation_id.account_id
-        client = account._get_client()
-        try:
-            remote = client.get_document(line.infakt_uuid, kind=line.infakt_kind)
-        except infakt_errors.InfaktError as error:
-            raise UserError(account._describe_error(error)) from error
-        Complete = self.env["infakt.document.complete"]
-        if not Complete._identity_matches(document or self._probe(move), remote):
-            raise UserError(self.env._(
-                "inFakt's %(number)s is not %(invoice)s: its number, buyer tax id, date, gross "
-                "total or currency differ.", number=remote.get("number"), invoice=move.name))
-        if not document:
-            series = move._infakt_find_series()
-            document = self.env["infakt.document"].sudo().with_context(
-                mail_create_nolog=True, tracking_disable=True).create({
-                    "move_id": move.id, "account_id": series.account_id.id,
-                    "document_type": self._probe(move).document_type,
-                    "number": move.name, "state": "in_doubt", "check_manually": True})
-            move.sudo().infakt_document_id = document
-        document = document.sudo()
-        self.env.cr.execute(SQL("SELECT id FROM infakt_document WHERE id = %s FOR UPDATE NOWAIT",
-                                document.id))
-        document._infakt_to_done(
-            line.infakt_uuid, Complete._values_from_remote(document, remote),
-            how=self.env._("Linked by the reconciliation with inFakt to"))
-        document._trigger_processor()
-        line.sudo().write({"fixed": True, "document_id": document.id,
-                           "note": self.env._("Linked to inFakt's document.")})
-
-    @api.model
-    def _fix_look_up(self, line):
-        document = line.document_id.sudo()
-        if not document:
-            raise UserError(self.env._("This row has no exchange with inFakt to look up."))
-        if document.state != "done":
-            document.with_user(self.env.user).action_check_in_infakt()
-            line.sudo().write({"fixed": True, "note": self.env._("Looked up in inFakt.")})
-            return
-        client = document.account_id._get_client()
-        try:
-            remote = self.env["infakt.document.complete"]._fetch(document, client,
-                                                                 document.infakt_uuid)
-        except infakt_errors.InfaktError as error:
-            raise UserError(document.account_id._describe_error(error)) from error
-        values = self.env["infakt.document.complete"]._values_from_remote(document, remote)
-        document.write(values)
-        document._infakt_log(self.env._("Read again from inFakt by the reconciliation."))
-        document._infakt_notify_change()
-        kind, fix, note = self._compare(document.move_id, document, remote)
-        line.sudo().write(dict(self._move_side(document.move_id, document),
-                               **self._remote_side(dict(remote, kind=line.infakt_kind)),
-                               kind=kind, kind_sequence=KIND_SEQUENCE[kind], fix=fix,
-                               note=note, fixed=True))
-
-    @api.model
-    def _app_url(self, account):
-        return APP_URLS.get(account.environment) or account._get_base_url()

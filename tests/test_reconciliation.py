@@ -2,12 +2,14 @@
 period side by side with inFakt's documents of the period (read page by page from the
 simulator within the read limit), each kind of difference, and the action that fixes it."""
 
+import requests
+
 from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from ..infakt_api import payload as P
-from .common import InfaktCommon
+from .common import API_KEY, InfaktCommon
 from .test_tours import NEW_BANK_ACCOUNT
 
 DATE_FROM = "2026-10-01"
@@ -107,7 +109,13 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.make_in_infakt("R/1/11/2026", "2026-11-02")
         self.make_in_infakt(collision.name, "2026-10-10")
 
+        # KSeF goes through inFakt: inFakt's lists do not carry the KSeF state, so the linked
+        # documents are read one by one.
+        self.infakt_account.send_to_ksef = True
         record, _runs = self.reconcile(page_size=2)
+        self.infakt_account.send_to_ksef = False
+        self.assertTrue(self.sim_requests(
+            "GET", f"/invoices/{ksef.infakt_document_id.infakt_uuid}.json"))
 
         # Pages of 2 rows: the invoices took several list calls, each kind was read.
         self.assertGreaterEqual(record.pages_read, 7)
@@ -206,6 +214,60 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         with self.assertRaises(UserError):
             line.action_send()  # already on its way
 
+    def test_deleted_in_infakt_is_looked_up_then_sent_again(self):
+        invoice = self.make_invoice(100)
+        document = self.send_and_complete(invoice)
+        self.assertEqual(document.state, "done")
+        response = requests.delete(
+            f"{self.simulator.base_url}/invoices/{document.infakt_uuid}.json",
+            headers={"X-inFakt-ApiKey": API_KEY}, timeout=5)
+        self.assertEqual(response.status_code, 204)
+        record, _runs = self.reconcile()
+        line = self.line(record, "missing_in_infakt", invoice.name)
+        self.assertEqual((line.fix, line.document_id), ("look_up", document))
+        line.action_look_up()
+        self.assertEqual(document.state, "cancelled")
+        self.assertEqual(line.fix, "send")
+        line.action_send()
+        self.assertEqual(invoice.infakt_document_id.state, "to_send")
+        self.assertNotEqual(invoice.infakt_document_id, document)
+
+    def test_credit_note_only_in_infakt_is_linked(self):
+        invoice = self.make_invoice(100)
+        credit_note = invoice._reverse_moves([{"invoice_date": "2026-10-20"}])
+        credit_note.invoice_line_ids.price_unit = 40
+        credit_note.action_post()
+        self.send_and_complete(invoice | credit_note)
+        uuid = credit_note.infakt_document_id.infakt_uuid
+        self.assertTrue(uuid)
+        credit_note.infakt_document_id.unlink()
+        record, _runs = self.reconcile()
+        line = self.line(record, "only_in_infakt", credit_note.name)
+        self.assertEqual((line.fix, line.infakt_kind, line.odoo_total), ("link", "corrective",
+                                                                          -49.2))
+        line.action_link()
+        document = credit_note.infakt_document_id
+        self.assertEqual((document.state, document.infakt_uuid, document.document_type),
+                         ("done", uuid, "correction"))
+        self.assertEqual(len(self.sim_correctives()), 1)
+
+    def test_only_the_series_of_the_account(self):
+        """The journal's credit notes go through another inFakt account: they are not part
+        of this account's month."""
+        self.infakt_account.series_ids.filtered(
+            lambda series: series.document_type == "correction").unlink()
+        self.env["infakt.account"].create({
+            "name": "inFakt korekty", "company_id": self.company.id, "environment": "custom",
+            "api_url": self.simulator.base_url, "api_key": API_KEY, "auto_send": False,
+            "series_ids": [Command.create({"journal_id": self.journal.id,
+                                           "document_type": "correction"})]})
+        self.infakt_account.auto_send = False
+        invoice = self.make_invoice(100)
+        credit_note = invoice._reverse_moves([{"invoice_date": "2026-10-20"}])
+        credit_note.action_post()
+        record, _runs = self.reconcile()
+        self.assertEqual(record.line_ids.move_id, invoice)
+
     def test_rate_limited_by_infakt_pauses_and_goes_on(self):
         """inFakt answers 429 (its limit is lower than the account says): the reads pause and
         the reconciliation goes on in the next runs, where it stopped."""
@@ -218,6 +280,20 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.assertGreater(self.sim_state()["counters"]["rate_limited"], 0)
         self.assertGreater(runs, 1)
         self.assertEqual(record.count_only_in_infakt, 3)
+
+    def test_rows_in_the_language_of_the_accountant(self):
+        self.env["res.lang"]._activate_lang("pl_PL")
+        self.env["ir.module.module"]._load_module_terms(["l10n_pl_infakt"], ["pl_PL"],
+                                                       overwrite=True)
+        self.env.user.lang = "pl_PL"
+        self.infakt_account.auto_send = False
+        invoice = self.make_invoice(100)
+        record, _runs = self.reconcile()
+        line = self.line(record, "missing_in_infakt", invoice.name)
+        self.assertEqual(line.note, "Brak w inFakt: wyślij ją.")
+        polish = line.with_context(lang="pl_PL")
+        labels = dict(polish._fields["kind"]._description_selection(polish.env))
+        self.assertEqual(labels["missing_in_infakt"], "Brak w inFakt")
 
     def test_failure_is_said_on_the_record(self):
         self.simulator.configure(api_keys=["another-key"])

@@ -410,6 +410,10 @@ CREATE_ROUTES = frozenset(("async_create_invoice", "async_create_corrective",
                            "async_create_advance", "async_create_final"))
 
 VIEW_FIRST = ("id", "uuid", "number", "kind", "status")
+# What a list row leaves out of the document as read on its own (PM's list examples next to
+# its show examples: no ksef_data, extensions, transaction_terms; the KSeF number lives in
+# ksef_data): the KSeF state of a document is read by its uuid.
+LIST_OMITTED = frozenset(("ksef_data", "ksef_number", "extensions", "transaction_terms"))
 
 MAX_LOG = 5000
 
@@ -2707,7 +2711,8 @@ class InfaktSimulator:
         collection = self._docs[kind]
         rows = self._filter(request, list(collection.values()), FILTER_FIELDS[kind], computed)
         rows = self._order(request, rows, "invoice_date", True)
-        rows = [self._invoice_view(row) for row in rows]
+        rows = [{key: value for key, value in self._invoice_view(row).items()
+                 if key not in LIST_OMITTED} for row in rows]
         return _json_response(200, self._list_envelope(request, rows, DOC_KINDS[kind][0]))
 
     def _r_next_number(self, request, kind):

@@ -31,6 +31,31 @@ tours.add("l10n_pl_infakt_reconcile_start", {
             content: "Nothing reconciled yet: the help says what it is for",
             trigger: ".o_view_nocontent:contains(Reconcile a month with inFakt)",
         },
+        // The same list is reachable from the inFakt account.
+        {
+            content: "Open the Configuration menu",
+            trigger: '.o_menu_sections [data-menu-xmlid="account.menu_finance_configuration"]',
+            run: "click",
+        },
+        {
+            content: "inFakt Accounts",
+            trigger: '.o-dropdown-item[data-menu-xmlid="l10n_pl_infakt.menu_infakt_accounts"]',
+            run: "click",
+        },
+        {
+            content: "Open the account",
+            trigger: ".o_kanban_record:contains(inFakt test)",
+            run: "click",
+        },
+        {
+            content: "Reconcile a month, from the account",
+            trigger: ".o_form_view .o_statusbar_buttons button:contains(Reconcile a month)",
+            run: "click",
+        },
+        {
+            content: "The reconciliations of this account",
+            trigger: ".o_searchview .o_facet_value:contains(inFakt test)",
+        },
         {
             content: "New reconciliation",
             trigger: ".o_control_panel_main_buttons .o_list_button_add",
@@ -90,7 +115,18 @@ tours.add("l10n_pl_infakt_reconcile_fix", {
             trigger: `.o_searchview .o_facet_value:contains(Only in inFakt)`,
         },
         {
-            trigger: `.o_list_view .o_data_row:contains(${ONLY_IN_INFAKT})`,
+            content: "Select the rows to export them",
+            trigger: `.o_list_view .o_data_row:contains(${ONLY_IN_INFAKT}) .o_list_record_selector input`,
+            run: "click",
+        },
+        {
+            content: "The Action menu",
+            trigger: ".o_control_panel .o_cp_action_menus button",
+            run: "click",
+        },
+        {
+            content: "offers Export",
+            trigger: ".o-dropdown--menu .o-dropdown-item:contains(Export)",
         },
     ],
 });
