@@ -361,6 +361,9 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertNotIn(WEBHOOK_SECRET, dumped)
         self.assertNotIn(API_KEY, dumped)
         self.assertTrue(loaded[0]["webhook_secret_set"])
+        # Where the documents go is told (not the URL's path, and it cannot be changed).
+        self.assertIn('name="destination"', arch)
+        self.assertEqual(loaded[0]["destination"], "Custom URL (127.0.0.1)")
 
     def test_webhook_secret_is_write_only(self):
         account = self.infakt_account
@@ -369,6 +372,7 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertIn('name="webhook_secret_new"', arch)
         self.assertIn('name="webhook_url"', arch)
         self.assertNotIn('name="webhook_secret"', arch)
+        self.assertNotIn('name="destination"', arch)
         fields = [name for name in views["models"]["infakt.account"]["fields"]
                   if name not in ("message_ids", "message_follower_ids")]
         loaded = self.rpc("settings", "infakt.account", "web_read", [account.id],
