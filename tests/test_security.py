@@ -331,6 +331,20 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertFalse(invoice.exists())
         self.assertFalse(document.exists())
 
+    def test_billing_user_flow_still_works(self):
+        """Read-only documents do not get in a Billing user's way: reset a waiting invoice,
+        change it, post it again (a new document is queued by the engine)."""
+        invoice = self.post_invoice()
+        first = invoice.infakt_document_id
+        self.rpc("billing", "account.move", "button_draft", [invoice.id])
+        self.assertTrue(self.rpc("billing", "account.move", "write", [invoice.id],
+                                 {"ref": "PO-7"}))
+        self.assertFalse(self.rpc("billing", "account.move", "action_post", [invoice.id]))
+        self.assertEqual(first.state, "cancelled")
+        second = invoice.infakt_document_id
+        self.assertNotEqual(second, first)
+        self.assertEqual((second.state, second.name), ("to_send", invoice.name))
+
     # ------------------------------------------------------------------------------------
     # 3. webhook URL and secret
     # ------------------------------------------------------------------------------------
