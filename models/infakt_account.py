@@ -89,6 +89,11 @@ class InfaktAccount(models.Model):
         "(127.0.0.1, localhost, ::1) or to a host of the system parameter "
         "l10n_pl_infakt.http_hosts.",
     )
+    # What the others see of the destination (no URL path, no way to change it).
+    destination = fields.Char(
+        string="inFakt Environment", compute="_compute_destination",
+        help="Where this account sends its documents; set by Settings administrators.",
+    )
     api_key = fields.Char(
         string="API Key",
         groups="base.group_system",
@@ -276,6 +281,16 @@ class InfaktAccount(models.Model):
                         "connection_message": False,
                     }
                 )
+
+    @api.depends("environment", "api_url")
+    def _compute_destination(self):
+        labels = dict(self._fields["environment"]._description_selection(self.env))
+        for account, sudo_account in zip(self, self.sudo(), strict=True):
+            label = labels.get(sudo_account.environment) or ""
+            if sudo_account.environment == "custom":
+                host = urlsplit(sudo_account.api_url or "").hostname
+                label = f"{label} ({host})" if host else label
+            account.destination = label
 
     def _compute_api_key_set(self):
         for account, sudo_account in zip(self, self.sudo(), strict=True):

@@ -331,6 +331,20 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertFalse(invoice.exists())
         self.assertFalse(document.exists())
 
+    def test_billing_user_flow_still_works(self):
+        """Read-only documents do not get in a Billing user's way: reset a waiting invoice,
+        change it, post it again (a new document is queued by the engine)."""
+        invoice = self.post_invoice()
+        first = invoice.infakt_document_id
+        self.rpc("billing", "account.move", "button_draft", [invoice.id])
+        self.assertTrue(self.rpc("billing", "account.move", "write", [invoice.id],
+                                 {"ref": "PO-7"}))
+        self.assertFalse(self.rpc("billing", "account.move", "action_post", [invoice.id]))
+        self.assertEqual(first.state, "cancelled")
+        second = invoice.infakt_document_id
+        self.assertNotEqual(second, first)
+        self.assertEqual((second.state, second.name), ("to_send", invoice.name))
+
     # ------------------------------------------------------------------------------------
     # 3. webhook URL and secret
     # ------------------------------------------------------------------------------------
@@ -361,6 +375,9 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertNotIn(WEBHOOK_SECRET, dumped)
         self.assertNotIn(API_KEY, dumped)
         self.assertTrue(loaded[0]["webhook_secret_set"])
+        # Where the documents go is told (not the URL's path, and it cannot be changed).
+        self.assertIn('name="destination"', arch)
+        self.assertEqual(loaded[0]["destination"], "Custom URL (127.0.0.1)")
 
     def test_webhook_secret_is_write_only(self):
         account = self.infakt_account
@@ -369,6 +386,7 @@ class TestSecurity(InfaktCommon, HttpCase):
         self.assertIn('name="webhook_secret_new"', arch)
         self.assertIn('name="webhook_url"', arch)
         self.assertNotIn('name="webhook_secret"', arch)
+        self.assertNotIn('name="destination"', arch)
         fields = [name for name in views["models"]["infakt.account"]["fields"]
                   if name not in ("message_ids", "message_follower_ids")]
         loaded = self.rpc("settings", "infakt.account", "web_read", [account.id],
