@@ -1,73 +1,22 @@
-import contextlib
 import logging
-import os
 import random
-import threading
 from datetime import timedelta
 
-import psycopg2
-import psycopg2.sql
 from markupsafe import Markup
 
-import odoo.sql_db
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 from odoo.tools.sql import create_index, index_exists
 
-from odoo.addons.base.models.ir_cron import ODOO_NOTIFY_FUNCTION
-
 from .. import const
+from . import infakt_cron_wake
 
 _logger = logging.getLogger(__name__)
 
 
 def _now():
     return fields.Datetime.now()
-
-
-class _CronNotifier:
-    """What ``ir.cron._notifydb`` does (NOTIFY 'cron_trigger' on the ``postgres`` database,
-    where the cron workers listen), on one connection kept per process: Odoo never pools
-    connections to ``postgres``, so each ``_notifydb`` starts a new PostgreSQL backend, which
-    costs more than the whole posting of an invoice."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._connection = None
-        self._pid = None
-
-    def notify(self, dbname):
-        with self._lock:
-            for attempt in range(2):
-                try:
-                    self._connected().cursor().execute(
-                        psycopg2.sql.SQL("SELECT {}('cron_trigger', %s)").format(
-                            psycopg2.sql.Identifier(ODOO_NOTIFY_FUNCTION)), (dbname,))
-                    return
-                except psycopg2.Error:
-                    self._close()
-                    if attempt:
-                        _logger.warning("inFakt: the cron workers could not be woken (they "
-                                        "find the trigger within their interval)",
-                                        exc_info=True)
-
-    def _connected(self):
-        if self._connection is None or self._connection.closed or self._pid != os.getpid():
-            _dbname, info = odoo.sql_db.connection_info_for("postgres")
-            self._connection = psycopg2.connect(**info)
-            self._connection.autocommit = True
-            self._pid = os.getpid()
-        return self._connection
-
-    def _close(self):
-        if self._connection is not None and self._pid == os.getpid():
-            with contextlib.suppress(psycopg2.Error):
-                self._connection.close()
-        self._connection = None
-
-
-_cron_notifier = _CronNotifier()
 
 
 class InfaktDocument(models.Model):
@@ -510,25 +459,8 @@ class InfaktDocument(models.Model):
     # ------------------------------------------------------------------------------------
     @api.model
     def _infakt_trigger(self, xmlid, at=None):
-        """A trigger row for the scheduled action ``xmlid`` (one INSERT, no ORM create) and,
-        after the commit, one NOTIFY of the cron workers per transaction (what
-        ``ir.cron._trigger`` does, without its reads, its record and its new connection)."""
-        cron_id = self.env["ir.model.data"]._xmlid_to_res_id(xmlid, raise_if_not_found=False)
-        if not cron_id:
-            return
-        now = _now()
-        at = at or now
-        self.env.cr.execute(SQL(
-            """INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, write_uid,
-                                            create_date, write_date)
-               SELECT id, %(at)s, %(uid)s, %(uid)s, %(now)s, %(now)s FROM ir_cron
-                WHERE id = %(cron)s AND (active OR %(at)s > %(now)s)""",
-            at=at, now=now, uid=self.env.uid, cron=cron_id,
-        ))
-        if at <= now and not self.env.cr.postcommit.data.get("l10n_pl_infakt.notify"):
-            self.env.cr.postcommit.data["l10n_pl_infakt.notify"] = True
-            dbname = self.env.cr.dbname
-            self.env.cr.postcommit.add(lambda: _cron_notifier.notify(dbname))
+        """Run the scheduled action ``xmlid`` now (or at ``at``): see ``infakt_cron_wake.py``."""
+        infakt_cron_wake.trigger(self.env, xmlid, at)
 
     @api.model
     def _trigger_sender(self, at=None):
