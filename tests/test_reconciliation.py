@@ -78,6 +78,13 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
     # ------------------------------------------------------------------------------------
     # Tests
     # ------------------------------------------------------------------------------------
+    def _lose_link(self, move):
+        """Odoo lost the link of ``move`` to its document (a restored backup): the row is gone.
+        A done document is never deleted through the ORM (documents are the engine's)."""
+        self.env.cr.execute("DELETE FROM infakt_document WHERE id = %s",
+                            [move.infakt_document_id.id])
+        self.env.invalidate_all()
+
     def test_each_kind_of_difference_and_its_fix(self):
         matched = self.make_invoice(100)
         total = self.make_invoice(200)
@@ -103,10 +110,7 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.edit_in_infakt(renumbered.infakt_document_id.infakt_uuid, number="FV/INNY/1")
         # Odoo lost the link of one invoice (restored backup): inFakt still has it.
         unknown_uuid = unknown.infakt_document_id.infakt_uuid
-        # (a done document is never deleted through the ORM: the row goes as a restore loses it)
-        self.env.cr.execute("DELETE FROM infakt_document WHERE id = %s",
-                            [unknown.infakt_document_id.id])
-        self.env.invalidate_all()
+        self._lose_link(unknown)
         # Made in inFakt only: one of the month, one of another month, one using Odoo's number.
         self.make_in_infakt("R/1/10/2026", "2026-10-15")
         self.make_in_infakt("R/1/11/2026", "2026-11-02")
@@ -243,7 +247,7 @@ class TestReconciliation(ReconciliationHelpers, InfaktCommon):
         self.send_and_complete(invoice | credit_note)
         uuid = credit_note.infakt_document_id.infakt_uuid
         self.assertTrue(uuid)
-        credit_note.infakt_document_id.unlink()
+        self._lose_link(credit_note)
         record, _runs = self.reconcile()
         line = self.line(record, "only_in_infakt", credit_note.name)
         self.assertEqual((line.fix, line.infakt_kind, line.odoo_total), ("link", "corrective",
