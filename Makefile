@@ -9,7 +9,7 @@ demo:  ## simulator + Odoo on 127.0.0.1 with a configured demo database (Ctrl+C 
 demo-stop:  ## stop a demo started with `python3 tools/demo.py --detach`
 	python3 tools/demo.py --stop
 
-bench:  ## the five performance figures of the README, on real Odoo 18 + the simulator (~10 min)
+bench:  ## the six performance figures of the README, on real Odoo 18 servers + the simulator (~30 min)
 	python3 tools/bench.py
 
 lint:
