@@ -1057,6 +1057,7 @@ class InfaktAccount(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             self.browse()._infakt_check_destination_change(vals)
+        self.env.registry.clear_cache()  # infakt.series._posting_map
         return super().create([self._take_new_api_key(dict(vals)) for vals in vals_list])
 
     def write(self, vals):
@@ -1065,6 +1066,8 @@ class InfaktAccount(models.Model):
         if "api_key" in vals or "environment" in vals or "api_url" in vals:
             vals.setdefault("connection_state", "untested")
             vals.setdefault("connection_message", False)
+        if "active" in vals or "auto_send" in vals:
+            self.env.registry.clear_cache()  # infakt.series._posting_map
         return super().write(vals)
 
     def _find_by_webhook_token(self, token):

@@ -16,24 +16,25 @@ class InfaktDocumentQueue(models.AbstractModel):
         """One ``to_send`` document per posted move of a series of an active account (accounts
         with automatic sending only, unless ``force``); moves that already have an active
         document are left alone. Returns the documents created."""
-        Series = self.env["infakt.series"].sudo()
-        series_by_key = Series._series_by_journal_and_type(moves.journal_id)
+        posting_map = self.env["infakt.series"].sudo()._posting_map()
         vals_list = []
         for move in moves:
             if move.state != "posted":
                 continue
-            series = series_by_key.get((move.journal_id.id, move._infakt_document_type()))
-            if not series or (not force and not series.account_id.auto_send):
+            document_type = move._infakt_document_type()
+            account_id, auto_send = posting_map.get((move.journal_id.id, document_type),
+                                                    (False, False))
+            if not account_id or (not force and not auto_send):
                 continue
             if move.sudo().infakt_document_ids.filtered(lambda d: d.state != "cancelled"):
                 continue
             vals_list.append({
                 "move_id": move.id,
-                "account_id": series.account_id.id,
+                "account_id": account_id,
                 "company_id": move.company_id.id,
                 # Down payments of a sale order are advance and final invoices in inFakt.
                 "document_type": self.env["infakt.payload"]._document_type(
-                    move, series.document_type),
+                    move, document_type),
                 "state": "to_send",
             })
         Document = self.env["infakt.document"].sudo()

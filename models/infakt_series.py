@@ -1,5 +1,6 @@
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
+from odoo.tools import SQL
 from odoo.tools.translate import LazyTranslate
 
 from ..const import DOCUMENT_TYPES
@@ -100,6 +101,22 @@ class InfaktSeries(models.Model):
         )
         return {(s.journal_id.id, s.document_type): s for s in series}
 
+    @api.model
+    @tools.ormcache()
+    def _posting_map(self):
+        """{(journal id, document type): (account id, automatic sending)} of the series of
+        active accounts: what posting an invoice needs to queue it, read once per registry
+        (posting one invoice per transaction must not pay for a search and its reads). Cleared
+        when a series changes, or an account is created, archived or switches auto sending."""
+        self.flush_model(["journal_id", "document_type", "account_id"])
+        self.env["infakt.account"].flush_model(["active", "auto_send"])
+        self.env.cr.execute(SQL(
+            """SELECT s.journal_id, s.document_type, a.id, a.auto_send
+                 FROM infakt_series s JOIN infakt_account a ON a.id = s.account_id
+                WHERE a.active AND s.journal_id IS NOT NULL"""))
+        return {(journal, kind): (account, bool(auto))
+                for journal, kind, account, auto in self.env.cr.fetchall()}
+
     def _check_unique_assignment(self, pairs):
         """Refuse a journal + type already used by another account, naming that account."""
         for journal_id, document_type, own_ids in pairs:
@@ -134,6 +151,7 @@ class InfaktSeries(models.Model):
                 )
             seen.add(key)
         self._check_unique_assignment([(j, t, []) for j, t in seen])
+        self.env.registry.clear_cache()  # _posting_map
         return super().create(vals_list)
 
     def write(self, vals):
@@ -148,4 +166,9 @@ class InfaktSeries(models.Model):
                         )
                     ]
                 )
+        self.env.registry.clear_cache()  # _posting_map
         return super().write(vals)
+
+    def unlink(self):
+        self.env.registry.clear_cache()  # _posting_map
+        return super().unlink()
