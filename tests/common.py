@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 from odoo import SUPERUSER_ID, Command, api, fields
-from odoo.tests import tagged
+from odoo.tests import HttpCase, tagged
 
 from odoo.addons.account.tests.common import AccountTestInvoicingCommon
 
@@ -320,6 +320,25 @@ class InfaktCommon(InfaktSimulatorMixin, AccountTestInvoicingCommon):
 
     def grosze(self, amount):
         return round(amount * 100)
+
+
+class InfaktTourCase(InfaktCommon, HttpCase):
+    """Browser tours: they log in as admin, in the Polish test company."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env.ref("base.user_admin").sudo().write({
+            "company_id": cls.company.id, "company_ids": [Command.link(cls.company.id)],
+        })
+
+    def start_infakt_tour(self, url, name):
+        self.start_tour(url, name, login="admin", timeout=120)
+        # After a tour Odoo refuses requests without the browser's test cookie; the simulator's
+        # webhook deliveries (inFakt calling Odoo) never carry one.
+        self.http_request_strict_check = False
+        # The browser wrote through its own environment: read afresh.
+        self.env.invalidate_all()
 
 
 class InfaktWebhookMixin:

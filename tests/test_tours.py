@@ -7,9 +7,9 @@ simulator) between the tours.
 """
 
 from odoo import Command
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 
-from .common import API_KEY, WEBHOOK_SECRET, InfaktCommon
+from .common import API_KEY, WEBHOOK_SECRET, InfaktTourCase
 
 ACCOUNT_NAME = "inFakt - Moja Firma"
 SIMULATOR_URL_PARAM = "l10n_pl_infakt.tour_simulator_url"
@@ -27,22 +27,7 @@ NEW_BANK_ACCOUNT = {
 
 
 @tagged("post_install", "-at_install")
-class TestTours(InfaktCommon, HttpCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        # The tours log in as admin, in the Polish test company.
-        cls.env.ref("base.user_admin").sudo().write(
-            {"company_id": cls.company.id, "company_ids": [Command.link(cls.company.id)]}
-        )
-
-    def start_infakt_tour(self, url, name):
-        self.start_tour(url, name, login="admin", timeout=120)
-        # After a tour Odoo refuses requests without the browser's test cookie; the simulator's
-        # webhook deliveries (inFakt calling Odoo) never carry one.
-        self.http_request_strict_check = False
-        # The browser wrote through its own environment: read afresh.
-        self.env.invalidate_all()
+class TestTours(InfaktTourCase):
 
     @staticmethod
     def form_url(action, record):

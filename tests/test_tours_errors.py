@@ -3,25 +3,21 @@ with the user in Polish: the banner, the chatter and the activity say it in Poli
 links to the inFakt account where the bank accounts are read again, and Send again sends the
 invoice once. The tour is ``static/tests/tours/error_fix_tour.js``."""
 
-from odoo import Command
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 
-from .common import InfaktCommon
+from .common import InfaktTourCase
 from .test_tours import NEW_BANK_ACCOUNT
 
 
 @tagged("post_install", "-at_install")
-class TestTourErrorFixPolish(InfaktCommon, HttpCase):
+class TestTourErrorFixPolish(InfaktTourCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.env["res.lang"]._activate_lang("pl_PL")
         cls.env["ir.module.module"]._load_module_terms(["l10n_pl_infakt"], ["pl_PL"],
                                                        overwrite=True)
-        cls.env.ref("base.user_admin").sudo().write({
-            "company_id": cls.company.id, "company_ids": [Command.link(cls.company.id)],
-            "lang": "pl_PL",
-        })
+        cls.env.ref("base.user_admin").sudo().lang = "pl_PL"
 
     def test_error_fix_send_again_in_polish(self):
         order = self.create_order()
@@ -36,10 +32,8 @@ class TestTourErrorFixPolish(InfaktCommon, HttpCase):
         self.assertIn("konto bankowe do przelewów", document.error_message)
         self.assertFalse(self.sim_invoices())
 
-        self.start_tour(f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
-                        "l10n_pl_infakt_error_fix_pl", login="admin", timeout=120)
-        self.http_request_strict_check = False
-        self.env.invalidate_all()
+        self.start_infakt_tour(f"/odoo/action-account.action_move_out_invoice_type/{invoice.id}",
+                               "l10n_pl_infakt_error_fix_pl")
 
         self.assertEqual(self.infakt_account.bank_account_id.account_number,
                          NEW_BANK_ACCOUNT["account_number"])

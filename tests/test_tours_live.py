@@ -9,23 +9,20 @@ the live status service as the bus would."""
 import threading
 import time
 
-from odoo import SUPERUSER_ID, Command, api
-from odoo.tests import HttpCase, tagged
+from odoo import SUPERUSER_ID, api
+from odoo.tests import tagged
 
-from .common import InfaktCommon
+from .common import InfaktTourCase
 
 LIVE_DONE_PARAM = "l10n_pl_infakt.tour_live_done"
 LIVE_GO_PARAM = "l10n_pl_infakt.tour_live_go"
 
 
 @tagged("post_install", "-at_install")
-class TestToursLive(InfaktCommon, HttpCase):
+class TestToursLive(InfaktTourCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.env.ref("base.user_admin").sudo().write(
-            {"company_id": cls.company.id, "company_ids": [Command.link(cls.company.id)]}
-        )
         # Else Send opens the document layout wizard first.
         cls.company.external_report_layout_id = cls.env.ref("web.external_layout_standard")
 

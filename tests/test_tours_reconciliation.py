@@ -6,28 +6,17 @@ the two tours (``static/tests/tours/reconciliation_tour.js``)."""
 
 from datetime import timedelta
 
-from odoo import Command, fields
-from odoo.tests import HttpCase, tagged
+from odoo import fields
+from odoo.tests import tagged
 
-from .common import InfaktCommon
+from .common import InfaktTourCase
 from .test_reconciliation import ReconciliationHelpers
 
 ONLY_IN_INFAKT = "R/1/TOUR"
 
 
 @tagged("post_install", "-at_install")
-class TestReconciliationTour(ReconciliationHelpers, InfaktCommon, HttpCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.env.ref("base.user_admin").sudo().write(
-            {"company_id": cls.company.id, "company_ids": [Command.link(cls.company.id)]}
-        )
-
-    def start_infakt_tour(self, url, name):
-        self.start_tour(url, name, login="admin", timeout=120)
-        self.http_request_strict_check = False
-        self.env.invalidate_all()
+class TestReconciliationTour(ReconciliationHelpers, InfaktTourCase):
 
     def test_reconcile_a_month(self):
         # The form proposes the month before today: the invoices are of that month.
