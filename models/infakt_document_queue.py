@@ -26,7 +26,10 @@ class InfaktDocumentQueue(models.AbstractModel):
                                                     (False, False))
             if not account_id or (not force and not auto_send):
                 continue
-            if move.sudo().infakt_document_ids.filtered(lambda d: d.state != "cancelled"):
+            # Posting starts from a draft, and a draft has no active document (resetting to
+            # draft cancels or refuses them): only a forced send may meet one.
+            if force and move.sudo().infakt_document_ids.filtered(
+                    lambda d: d.state != "cancelled"):
                 continue
             vals_list.append({
                 "move_id": move.id,

@@ -375,11 +375,13 @@ class InfaktPayload(models.AbstractModel):
         order), ``final`` (an invoice that deducts down payments) or ``default``."""
         if default != "invoice" or move.move_type != "out_invoice":
             return default
+        # Odoo marks the lines of down payments themselves (is_downpayment, copied from the
+        # order line): without any, the invoice is neither (and posting reads no order lines).
+        if not self._deduction_lines(move):
+            return default
         if move._is_downpayment():
             return "advance"
-        if self._deduction_lines(move):
-            return "final"
-        return default
+        return "final"
 
     def _deduction_lines(self, move):
         return move.invoice_line_ids.filtered(
