@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of l10n_pl_infakt on real Odoo 18 and PostgreSQL, against the inFakt simulator.
 
-    python3 tools/bench.py            # full sizes (about 10 minutes on 2 cores)
+    python3 tools/bench.py            # full sizes (about 30 minutes on 2 cores)
     python3 tools/bench.py --quick    # small sizes, a smoke check (CI)
     python3 tools/bench.py --keep-db  # keep the database (its name is printed)
     python3 tools/bench.py --only 2,6 --rate-window 20 --drain-count 200 --task-delay 2.5
