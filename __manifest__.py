@@ -3,7 +3,7 @@
     "name": "Poland - inFakt Invoicing and KSeF",
     "summary": "Send invoices and corrections to inFakt.pl (and KSeF) exactly once, "
     "with PDFs back on the invoice and the sale order",
-    "version": "18.0.2.0.0",
+    "version": "18.0.3.0.0",
     "category": "Accounting/Localizations/EDI",
     "author": "l10n_pl_infakt developers",
     "website": "https://github.com/l10n-pl-infakt/l10n_pl_infakt",
